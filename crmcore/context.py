@@ -1,0 +1,269 @@
+"""The service context and the ``use_case`` decorator every service function wears.
+
+A :class:`Context` says who acts (user and role) for which business, and owns the session whose
+every query is scoped to that business (see :mod:`crmcore.db`). Web requests, CLI commands,
+outbox jobs and tests all open one; plugins receive it as the ``ctx`` argument of every
+tenant-scoped hook.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from crmcore.db import CrmSession, begin_write
+from crmcore.errors import Conflict, CrmError, NotFound, PermissionDenied
+from crmcore.plugins import calls
+from crmcore.plugins.manager import HookRelay
+from crmcore.tenancy.models import Business, Membership, Role
+
+if TYPE_CHECKING:
+    from crmcore.auth.models import User
+    from crmcore.runtime import Crm
+
+log = logging.getLogger("crmcore")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class Context:
+    """Who acts, for which business, through which session."""
+
+    def __init__(self, crm: Crm, business: Business, user: User | None, role: Role) -> None:
+        self.crm = crm
+        self.business = business
+        self.business_id: int = business.id
+        self.user = user
+        self.user_id: int | None = user.id if user is not None else None
+        self.role = role
+        self._session: CrmSession | None = None
+        self._depth = 0
+        self._pending: list[Any] = []
+
+    # -- opening -----------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, crm: Crm, business: str | int | Business, user: str | int | User | None = None,
+             *, system: bool = False) -> Context:
+        """Open a context; raises NotFound for an unknown business, PermissionDenied for a
+        user who is not a member. ``system=True`` acts as owner without a user (CLI, jobs)."""
+
+        with crm.db.session(unscoped=True) as session:  # membership lookup spans businesses
+            biz = _find_business(session, business)
+            found_user: User | None = None
+            role = Role.OWNER
+            if user is not None:
+                found_user = _find_user(session, user)
+                membership = session.scalar(
+                    select(Membership).where(Membership.business_id == biz.id,
+                                             Membership.user_id == found_user.id)
+                )
+                if membership is None:
+                    if not system:
+                        raise PermissionDenied(f"{found_user.email} is not a member of business {biz.slug!r}")
+                else:
+                    role = Role(membership.role)
+                if not found_user.is_active:
+                    raise PermissionDenied(f"user {found_user.email} is deactivated")
+            elif not system:
+                raise PermissionDenied("no user given")
+            session.expunge_all()
+        return cls(crm, biz, found_user, role)
+
+    # -- session -----------------------------------------------------------------------
+
+    @property
+    def session(self) -> CrmSession:
+        if self._session is None:
+            self._session = self.crm.db.session(self.business_id)
+        return self._session
+
+    @property
+    def in_use_case(self) -> bool:
+        return self._depth > 0
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    def __enter__(self) -> Context:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def reload_business(self) -> None:
+        """Re-read the business row (after its plugin enablement changed)."""
+        with self.crm.db.session() as session:
+            biz = session.get(Business, self.business_id)
+            if biz is None:
+                raise NotFound(f"business {self.business_id} no longer exists")
+            session.expunge(biz)
+        self.business = biz
+
+    # -- roles -------------------------------------------------------------------------
+
+    def require(self, role: Role) -> None:
+        if not self.role.allows(role):
+            raise PermissionDenied(
+                f"this needs the {role.value.replace('_', '-')} role; you are {self.role.value.replace('_', '-')}"
+            )
+
+    # -- hooks -------------------------------------------------------------------------
+
+    @property
+    def hooks(self) -> HookRelay:
+        """Hook callers limited to the plugins enabled in this business."""
+        registry = self.crm.registry
+        relay = registry.cached_relay(self.business_id, self.business.plugins_version)
+        if relay is None:
+            from crmcore.plugins.service import enabled_plugin_names
+
+            relay = registry.relay(self.business_id, self.business.plugins_version,
+                                   enabled_plugin_names(self))
+        return relay
+
+    def is_enabled(self, plugin: str) -> bool:
+        return plugin in self.hooks.enabled
+
+    def wants(self, hook_name: str) -> bool:
+        """True when an enabled plugin implements ``hook_name`` (skip building costly args)."""
+        return bool(getattr(self.hooks, hook_name).get_hookimpls())
+
+    def validate(self, hook_name: str, **kwargs: Any) -> None:
+        """Call a ``crm_before_*`` hook; a Veto propagates (with ``plugin`` set), other errors are logged."""
+        calls.call_validate(self, hook_name, kwargs)
+
+    def collect(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
+        """Call a provide/default/page hook: ``(plugin, result)`` for every non-None result."""
+        return calls.call_collect(self, hook_name, kwargs)
+
+    def emit(self, hook_name: str, *, plugin: str | None = None, **kwargs: Any) -> None:
+        """Queue a ``crm_after_*`` hook: one outbox row per enabled implementer (or ``plugin``),
+        in the current transaction; run after commit."""
+        from crmcore.outbox.service import enqueue_hook
+
+        if plugin is not None:
+            names = [plugin] if plugin in self.crm.registry.implementers(hook_name) else []
+        else:
+            names = [impl.plugin_name for impl in getattr(self.hooks, hook_name).get_hookimpls()]
+        if not names:
+            return
+        self._pending.extend(enqueue_hook(self, hook_name, names, kwargs))
+
+    def plugin_settings(self, plugin: str) -> dict[str, Any]:
+        """The plugin's settings for this business, secrets decrypted (``$env:`` resolved)."""
+        from crmcore.plugins.settings import load_settings
+
+        return load_settings(self, plugin)
+
+    def _run_pending(self) -> None:
+        pending, self._pending = self._pending, []
+        if not pending or not self.crm.config.outbox_inline:
+            return
+        from crmcore.outbox.service import run_messages
+
+        run_messages(self.crm, [m.id for m in pending])
+
+    def new_key(self) -> str:
+        return uuid.uuid4().hex
+
+
+def _find_business(session: CrmSession, business: str | int | Business) -> Business:
+    if isinstance(business, Business):
+        business = business.id
+    if isinstance(business, int):
+        found = session.get(Business, business)
+    else:
+        found = session.scalar(select(Business).where(Business.slug == business))
+    if found is None:
+        raise NotFound(f"unknown business {business!r}")
+    return found
+
+
+def _find_user(session: CrmSession, user: Any) -> User:
+    from crmcore.auth.models import User
+
+    if isinstance(user, User):
+        user = user.id
+    if isinstance(user, int):
+        found = session.get(User, user)
+    else:
+        found = session.scalar(select(User).where(User.email == str(user).strip().lower()))
+    if found is None:
+        raise NotFound(f"unknown user {user!r}")
+    return found
+
+
+def use_case(role: Role = Role.MEMBER, *, write: bool = True) -> Callable[[Callable[P, T]], Callable[P, T]]:
+    """Make a service function one transaction with a role check.
+
+    The outermost use case begins the transaction (SQLite: ``BEGIN IMMEDIATE`` for writes),
+    commits on success and rolls back on any exception, then runs the react-hook jobs it queued.
+    A use case called from another joins the caller's transaction. Database integrity errors
+    become :class:`~crmcore.errors.Conflict`.
+    """
+
+    def decorate(fn: Callable[P, T]) -> Callable[P, T]:
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+            ctx = args[0]
+            if not isinstance(ctx, Context):
+                raise TypeError(f"{fn.__qualname__} needs a Context as its first argument")
+            ctx.require(role)
+            if ctx._depth:
+                ctx._depth += 1
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    ctx._depth -= 1
+            session = ctx.session
+            if session.in_transaction():
+                session.commit()
+            begin_write(session, write)
+            ctx._depth = 1
+            try:
+                result = fn(*args, **kwargs)
+                session.commit()
+            except IntegrityError as exc:
+                session.rollback()
+                ctx._pending.clear()
+                log.info("integrity error in %s: %s", fn.__qualname__, exc.orig)
+                raise Conflict("this conflicts with data that already exists") from exc
+            except BaseException:
+                session.rollback()
+                ctx._pending.clear()
+                raise
+            finally:
+                ctx._depth = 0
+            ctx._run_pending()
+            return result
+
+        wrapper.__crm_use_case__ = {"role": role, "write": write}  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate
+
+
+def get_or_404(ctx: Context, model: type[T], obj_id: Any, what: str | None = None) -> T:
+    """Load ``model`` by id within the business; another business's row is simply not found."""
+    obj = None
+    if obj_id is not None:
+        try:
+            obj = ctx.session.get(model, int(obj_id))
+        except (TypeError, ValueError):
+            obj = None
+    if obj is None:
+        raise NotFound(f"{what or model.__name__.lower()} {obj_id} not found")
+    return obj
+
+
+__all__ = ["Context", "CrmError", "get_or_404", "use_case"]

@@ -1,0 +1,310 @@
+"""Database plumbing: the declarative base, engines and the mandatory tenant scope.
+
+Tenancy is enforced HERE, once, for every model, rather than by each query:
+
+* any mapped class whose table has a ``business_id`` column is *tenant-owned*; nothing has to
+  opt in, so a new model cannot forget it;
+* every ORM statement run through a :class:`CrmSession` gets ``business_id = :scope`` added for
+  every tenant-owned entity it touches (``with_loader_criteria``; this covers joins, relationship
+  loads, ``Session.get`` and ORM-enabled UPDATE/DELETE);
+* a statement touching a tenant-owned entity in a session without a scope raises
+  :class:`~crmcore.errors.ScopeError` (deny by default); only code that says so explicitly
+  (``unscoped=True``: migrations, the CLI's install-wide listings, the outbox claimer) runs unscoped;
+* on flush, a new tenant-owned row gets the session's business, and a row of another business
+  raises.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    Session,
+    mapped_column,
+    sessionmaker,
+    with_loader_criteria,
+)
+from sqlalchemy.types import TypeDecorator
+
+from crmcore.errors import ScopeError
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+#: Primary keys: BIGINT on PostgreSQL (a million parties times their children outgrows
+#: nothing, but ids are forever), INTEGER on SQLite so it stays the rowid alias.
+BigId = BigInteger().with_variant(sqlite.INTEGER(), "sqlite")
+#: JSON stored as JSONB on PostgreSQL (indexable with GIN), JSON text on SQLite.
+JsonDoc = JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class UtcDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on both databases (SQLite keeps no zone itself)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the core. Plugins use their own ``MetaData`` (see docs/plugins.md)."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {dt.datetime: UtcDateTime(), dict[str, Any]: JsonDoc}
+
+
+class IdMixin:
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+
+
+class TimestampMixin:
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+def json_default(value: Any) -> Any:
+    """JSON encoder for stored documents: Decimal as string (never float), dates as ISO."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, default=json_default, separators=(",", ":"), sort_keys=True)
+
+
+# --------------------------------------------------------------------------------------------
+# engines
+
+
+def make_engine(url: str, *, echo: bool = False, **kwargs: Any) -> Engine:
+    """Create an engine with the settings the core relies on.
+
+    SQLite: WAL journal, a busy timeout, foreign keys on, and transactions begun by us so that
+    a writing use case takes ``BEGIN IMMEDIATE`` (it waits for the write lock up front instead
+    of failing with SQLITE_BUSY when it upgrades a read lock later).
+    """
+    is_sqlite = url.startswith("sqlite")
+    if is_sqlite:
+        kwargs.setdefault("connect_args", {}).setdefault("timeout", 30)
+    engine = create_engine(url, echo=echo, json_serializer=dumps, **kwargs)
+    if is_sqlite:
+        _setup_sqlite(engine)
+    return engine
+
+
+def _setup_sqlite(engine: Engine) -> None:
+    memory = engine.url.database in (None, "", ":memory:")
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves, see _on_begin
+        cur = dbapi_conn.cursor()
+        if not memory:
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        write = conn.get_execution_options().get("crm_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+# --------------------------------------------------------------------------------------------
+# the tenant scope
+
+
+def tenant_classes() -> list[type]:
+    """Every mapped class (core and plugins) whose table carries ``business_id``."""
+    out = []
+    for registry in _registries():
+        for mapper in registry.mappers:
+            if "business_id" in mapper.columns and not mapper.inherits:
+                out.append(mapper.class_)
+    return out
+
+
+_extra_registries: list[Any] = []
+
+
+def register_model_base(base: type[DeclarativeBase]) -> None:
+    """Make a plugin's declarative base subject to the tenant scope (done by the loader)."""
+    if base.registry not in _extra_registries:
+        _extra_registries.append(base.registry)
+        _scope_cache.clear()
+
+
+def _registries() -> list[Any]:
+    return [Base.registry, *_extra_registries]
+
+
+_scope_cache: dict[str, Any] = {}
+
+
+def _tenant_mapper_set() -> frozenset[Any]:
+    cached = _scope_cache.get("mappers")
+    if cached is None:
+        cached = frozenset(c.__mapper__ for c in tenant_classes())
+        _scope_cache["mappers"] = cached
+    return cached
+
+
+class CrmSession(Session):
+    """A session bound to at most one business.
+
+    ``info["business_id"]`` is the scope; ``info["unscoped"]`` marks an explicit install-wide
+    session. Create one with :func:`scoped_session` or :meth:`Database.session`.
+    """
+
+    @property
+    def business_id(self) -> int | None:
+        return self.info.get("business_id")
+
+
+@event.listens_for(CrmSession, "do_orm_execute")
+def _apply_scope(state: Any) -> None:
+    session = state.session
+    if session.info.get("unscoped"):
+        return
+    if not (state.is_select or state.is_update or state.is_delete):
+        return
+    tenant = _tenant_mapper_set()
+    touched = [m for m in state.all_mappers if m in tenant]
+    if not touched and not state.is_relationship_load:
+        return
+    business_id = session.info.get("business_id")
+    if business_id is None:
+        if touched:
+            names = ", ".join(sorted(m.class_.__name__ for m in touched))
+            raise ScopeError(f"query on tenant-owned {names} outside a business scope")
+        return
+    options = [
+        with_loader_criteria(cls, _criteria(business_id), include_aliases=True, propagate_to_loaders=True)
+        for cls in _scoped_classes()
+    ]
+    state.statement = state.statement.options(*options)
+
+
+def _scoped_classes() -> list[type]:
+    cached = _scope_cache.get("classes")
+    if cached is None:
+        cached = tenant_classes()
+        _scope_cache["classes"] = cached
+    return cached
+
+
+def _criteria(business_id: int) -> Any:
+    return lambda cls: cls.business_id == business_id
+
+
+@event.listens_for(CrmSession, "before_flush")
+def _stamp_business(session: Session, _ctx: Any, _instances: Any) -> None:
+    if session.info.get("unscoped"):
+        return
+    business_id = session.info.get("business_id")
+    tenant = _tenant_mapper_set()
+    for obj in list(session.new) + list(session.dirty) + list(session.deleted):
+        mapper = type(obj).__mapper__
+        base_mapper = mapper.base_mapper
+        if base_mapper not in tenant:
+            continue
+        if business_id is None:
+            raise ScopeError(f"write of tenant-owned {type(obj).__name__} outside a business scope")
+        current = getattr(obj, "business_id", None)
+        if current is None and obj in session.new:
+            obj.business_id = business_id
+        elif current != business_id:
+            raise ScopeError(
+                f"{type(obj).__name__} of business {current} written in the scope of business {business_id}"
+            )
+
+
+class Database:
+    """An engine plus the session factory bound to it."""
+
+    def __init__(self, url: str, **engine_kwargs: Any) -> None:
+        self.url = url
+        self.engine = make_engine(url, **engine_kwargs)
+        self._factory = sessionmaker(bind=self.engine, class_=CrmSession, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def session(self, business_id: int | None = None, *, unscoped: bool = False) -> CrmSession:
+        if business_id is None and not unscoped:
+            # allowed: a session for install-wide tables (users, businesses); tenant rows are refused
+            pass
+        return self._factory(info={"business_id": business_id, "unscoped": unscoped})
+
+    @contextmanager
+    def transaction(self, business_id: int | None = None, *, unscoped: bool = False,
+                    write: bool = True) -> Iterator[CrmSession]:
+        """One unit of work: commit on success, roll back on any exception."""
+        session = self.session(business_id, unscoped=unscoped)
+        try:
+            begin_write(session, write)
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def create_all(self) -> None:
+        """Create the core schema directly (tests); installations use ``crm db upgrade``."""
+        import_models()
+        Base.metadata.create_all(self.engine)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def begin_write(session: Session, write: bool = True) -> None:
+    """Start the session's transaction, as a write transaction (SQLite: BEGIN IMMEDIATE) if asked."""
+    if session.in_transaction():
+        return
+    session.connection(execution_options={"crm_write": write})
+
+
+def import_models() -> None:
+    """Import every core model module so that ``Base.metadata`` is complete."""
+    from crmcore import models  # noqa: F401

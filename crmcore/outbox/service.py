@@ -1,0 +1,161 @@
+"""Enqueueing outbox rows and running them: the call path the worker (``crm worker``) reuses.
+
+A react-hook becomes one row per enabled plugin implementing it, so one plugin's failure is
+retried on its own and never blocks another. Model instances in the hook's arguments are stored
+by reference (``{"$model": "Party", "id": 5}``) and loaded again, within the business, when the
+job runs; everything else must be JSON.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import random
+import time
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select, update
+
+from crmcore.db import dumps, tenant_classes, utcnow
+from crmcore.outbox.models import OutboxMessage, OutboxStatus
+
+if TYPE_CHECKING:
+    from crmcore.context import Context
+    from crmcore.runtime import Crm
+
+log = logging.getLogger("crmcore.outbox")
+
+MAX_ERROR_CHARS = 2000
+
+
+def serialize_args(kwargs: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in kwargs.items():
+        mapper = getattr(type(value), "__mapper__", None)
+        if mapper is not None:
+            out[key] = {"$model": type(value).__name__, "id": value.id}
+        else:
+            out[key] = json.loads(dumps(value))
+    return out
+
+
+def _model_by_name(name: str) -> type:
+    for cls in tenant_classes():
+        if cls.__name__ == name:
+            return cls
+    raise LookupError(f"no tenant-owned model named {name!r}")
+
+
+def hydrate_args(ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in payload.items():
+        if isinstance(value, dict) and "$model" in value:
+            out[key] = ctx.session.get(_model_by_name(value["$model"]), value["id"])
+            if out[key] is None:
+                raise LookupError(f"{value['$model']} {value['id']} no longer exists")
+        else:
+            out[key] = value
+    return out
+
+
+def enqueue_hook(ctx: Context, hook_name: str, plugins: list[str], kwargs: dict[str, Any]) -> list[OutboxMessage]:
+    payload = serialize_args(kwargs)
+    rows = []
+    for plugin in plugins:
+        row = OutboxMessage(
+            business_id=ctx.business_id,
+            kind="hook",
+            topic=hook_name,
+            plugin=plugin,
+            payload=payload,
+            idempotency_key=f"hook:{hook_name}:{plugin}:{ctx.new_key()}",
+            user_id=ctx.user_id,
+            max_attempts=ctx.crm.config.outbox_max_attempts,
+        )
+        ctx.session.add(row)
+        rows.append(row)
+    return rows
+
+
+def backoff(attempts: int, base: float = 2.0, cap: float = 3600.0) -> float:
+    """Seconds before the next try: exponential with full jitter, capped."""
+    return random.uniform(0, min(cap, base * (2 ** attempts)))
+
+
+def run_messages(crm: Crm, message_ids: list[int]) -> None:
+    for message_id in message_ids:
+        run_message(crm, message_id)
+
+
+def run_message(crm: Crm, message_id: int) -> str:
+    """Claim, run and record one outbox row. Returns its new status. Never raises for a job's
+    own failure: the outcome is recorded on the row."""
+    with crm.db.transaction(unscoped=True) as session:
+        claimed = session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == message_id,
+                   OutboxMessage.status.in_([OutboxStatus.PENDING.value, OutboxStatus.FAILED.value]))
+            .values(status=OutboxStatus.RUNNING.value, locked_until=utcnow() + dt.timedelta(minutes=5),
+                    attempts=OutboxMessage.attempts + 1)
+        ).rowcount
+        if not claimed:
+            return "skipped"
+        message = session.scalar(select(OutboxMessage).where(OutboxMessage.id == message_id))
+        session.expunge(message)
+    started = time.perf_counter()
+    error: str | None = None
+    try:
+        handler = HANDLERS[message.kind]
+        handler(crm, message)
+    except Exception as exc:  # recorded on the row; never propagates into the caller's request
+        error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
+        log.warning("outbox job %s (%s %s) failed: %s", message.id, message.topic, message.plugin, error)
+    duration_ms = (time.perf_counter() - started) * 1000
+    if error is None:
+        status, values = OutboxStatus.DONE, {"done_at": utcnow(), "last_error": None}
+    elif message.attempts >= message.max_attempts:
+        status, values = OutboxStatus.PARKED, {"last_error": error}
+    else:
+        status, values = OutboxStatus.FAILED, {
+            "last_error": error,
+            "next_attempt_at": utcnow() + dt.timedelta(seconds=backoff(message.attempts)),
+        }
+    with crm.db.transaction(unscoped=True) as session:
+        session.execute(
+            update(OutboxMessage).where(OutboxMessage.id == message.id)
+            .values(status=status.value, locked_until=None, last_duration_ms=duration_ms, **values)
+        )
+    return status.value
+
+
+def run_hook_message(crm: Crm, message: OutboxMessage) -> None:
+    from crmcore.context import Context
+
+    impl = next((i for i in getattr(crm.registry.pm.hook, message.topic).get_hookimpls()
+                 if i.plugin_name == message.plugin), None)
+    if impl is None:
+        raise LookupError(f"plugin {message.plugin!r} is not installed or no longer implements {message.topic}")
+    ctx = Context.open(crm, message.business_id, message.user_id, system=True)
+    try:
+        kwargs = hydrate_args(ctx, message.payload)
+        kwargs.setdefault("ctx", ctx)
+        kwargs["ctx"] = ctx
+        impl.function(*[kwargs[name] for name in impl.argnames])
+        if ctx.session.in_transaction():
+            ctx.session.commit()
+    finally:
+        ctx.close()
+
+
+#: handlers by ``OutboxMessage.kind``; later features (email, sms, webhooks) add theirs
+HANDLERS: dict[str, Any] = {"hook": run_hook_message}
+
+
+def pending_count(ctx: Context) -> int:
+    from sqlalchemy import func
+
+    return ctx.session.scalar(
+        select(func.count()).select_from(OutboxMessage)
+        .where(OutboxMessage.status.in_([OutboxStatus.PENDING.value, OutboxStatus.FAILED.value]))
+    ) or 0

@@ -1,0 +1,1 @@
+"""Plugin discovery, registration, per-business enablement and settings."""

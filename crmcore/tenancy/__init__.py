@@ -1,0 +1,1 @@
+"""Businesses, memberships and roles."""

@@ -1,0 +1,55 @@
+"""Businesses and the memberships that give users a role in them."""
+
+from __future__ import annotations
+
+import enum
+
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from crmcore.db import Base, BigId, IdMixin, TimestampMixin
+
+
+class Role(enum.StrEnum):
+    """Roles in a business, strongest first."""
+
+    OWNER = "owner"
+    ADMIN = "admin"
+    MEMBER = "member"
+    READ_ONLY = "read_only"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+    def allows(self, needed: Role) -> bool:
+        return self.rank >= needed.rank
+
+
+_RANK = {Role.READ_ONLY: 0, Role.MEMBER: 1, Role.ADMIN: 2, Role.OWNER: 3}
+
+
+class Business(IdMixin, TimestampMixin, Base):
+    """A tenant. Install-wide table: it *is* the scope, so it carries no ``business_id``."""
+
+    __tablename__ = "businesses"
+
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    currency: Mapped[str] = mapped_column(String(3), default="EUR")
+    language: Mapped[str] = mapped_column(String(10), default="en")
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    #: bumped in the same transaction as any plugin enable/disable: the relay cache key
+    plugins_version: Mapped[int] = mapped_column(default=0)
+
+
+class Membership(IdMixin, TimestampMixin, Base):
+    __tablename__ = "memberships"
+    __table_args__ = (
+        UniqueConstraint("business_id", "user_id"),
+        Index("ix_memberships_user", "user_id"),
+    )
+
+    business_id: Mapped[int] = mapped_column(BigId, ForeignKey("businesses.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(BigId, ForeignKey("users.id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(String(16), default=Role.MEMBER.value)

@@ -1,0 +1,223 @@
+"""pytest fixtures for crmcore and its plugins (registered through the ``pytest11`` entry point).
+
+A plugin author gets, in one line each:
+
+* ``crm``: a running installation on a fresh database (SQLite file per test, or PostgreSQL when
+  ``CRM_TEST_DATABASE_URL`` is set: one database per test session, tables emptied per test);
+* ``business`` / ``other_business``: two businesses with an owner each;
+* ``ctx`` / ``other_ctx``: service contexts acting as those owners;
+* ``make_user``: a user with a role in a business, and its context;
+* ``register_plugin``: register a plugin object (a module or class with ``@hookimpl`` methods)
+  for one test, optionally enabled for a business.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.fernet import Fernet
+from sqlalchemy import MetaData, create_engine, text
+from sqlalchemy.engine import make_url
+
+from crmcore.config import Config
+from crmcore.context import Context
+from crmcore.db import Base, Database, import_models
+from crmcore.plugins.info import PluginInfo
+from crmcore.plugins.manager import get_registry
+from crmcore.runtime import Crm
+
+TEST_PASSWORD = "correct horse battery"
+_SECRETS_KEY = Fernet.generate_key().decode()
+
+
+def all_metadata() -> list[MetaData]:
+    """The core's metadata and that of every loaded plugin that declares one."""
+    import_models()
+    out = [Base.metadata]
+    for plugin in get_registry().plugins.values():
+        meta = plugin.info.metadata
+        if meta is not None and meta not in out:
+            out.append(meta)
+    return out
+
+
+class _Schema:
+    """One schema per test session; each test gets it empty."""
+
+    def __init__(self, tmp_root: Path) -> None:
+        self.pg_url = os.environ.get("CRM_TEST_DATABASE_URL") or None
+        self.tmp_root = tmp_root
+        self.template: Path | None = None
+        self.url: str | None = None
+        self._admin_url: str | None = None
+
+    def setup(self) -> None:
+        if self.pg_url:
+            url = make_url(self.pg_url)
+            if url.drivername in ("postgresql", "postgres"):
+                url = url.set(drivername="postgresql+psycopg")
+            name = f"crm_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+            self._admin_url = url.render_as_string(hide_password=False)
+            admin = create_engine(self._admin_url, isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+            admin.dispose()
+            self.name = name
+            self.url = url.set(database=name).render_as_string(hide_password=False)
+            db = Database(self.url)
+            for meta in all_metadata():
+                meta.create_all(db.engine)
+            db.dispose()
+        else:
+            self.template = self.tmp_root / "template.sqlite"
+            db = Database(f"sqlite:///{self.template}")
+            for meta in all_metadata():
+                meta.create_all(db.engine)
+            with db.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            db.dispose()
+
+    def fresh_url(self, tmp_path: Path) -> str:
+        if self.url:
+            db = Database(self.url)
+            tables = [t.name for meta in all_metadata() for t in meta.sorted_tables]
+            with db.engine.begin() as conn:
+                existing = set(conn.execute(text(
+                    "select tablename from pg_tables where schemaname = current_schema()")).scalars())
+                missing = [m for m in all_metadata() if any(t.name not in existing for t in m.sorted_tables)]
+                for meta in missing:
+                    meta.create_all(conn)
+                names = ", ".join(f'"{t}"' for t in tables)
+                conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+            db.dispose()
+            return self.url
+        target = tmp_path / "crm.sqlite"
+        shutil.copyfile(self.template, target)
+        return f"sqlite:///{target}"
+
+    def teardown(self) -> None:
+        if self._admin_url:
+            admin = create_engine(self._admin_url, isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
+            admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def _crm_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Schema]:
+    schema = _Schema(tmp_path_factory.mktemp("crm-schema"))
+    schema.setup()
+    yield schema
+    schema.teardown()
+
+
+@pytest.fixture
+def crm_config(_crm_schema: _Schema, tmp_path: Path) -> Config:
+    """Configuration of a test installation: instance folder under ``tmp_path``, fresh database."""
+    return Config(
+        instance_path=tmp_path / "instance",
+        database_url=_crm_schema.fresh_url(tmp_path),
+        secret_key="test-secret-key",
+        secrets_key=_SECRETS_KEY,
+    )
+
+
+@pytest.fixture
+def crm(crm_config: Config) -> Iterator[Crm]:
+    """A running installation (config, database, the process-wide plugin registry)."""
+    crm_config.instance_path.mkdir(parents=True, exist_ok=True)
+    runtime = Crm(config=crm_config, db=Database(crm_config.database_url), registry=get_registry())
+    yield runtime
+    runtime.db.dispose()
+
+
+def _make_business(crm: Crm, slug: str, name: str) -> Any:
+    from crmcore.auth.service import create_user
+    from crmcore.tenancy.service import create_business
+
+    owner = create_user(crm, f"owner@{slug}.example", TEST_PASSWORD, name=f"{name} Owner")
+    return create_business(crm, slug, name, owner_email=owner.email)
+
+
+@pytest.fixture
+def business(crm: Crm) -> Any:
+    """Business ``acme`` owned by ``owner@acme.example``."""
+    return _make_business(crm, "acme", "Acme Equipment")
+
+
+@pytest.fixture
+def other_business(crm: Crm) -> Any:
+    """Business ``globex`` owned by ``owner@globex.example`` (for isolation tests)."""
+    return _make_business(crm, "globex", "Globex Agency")
+
+
+@pytest.fixture
+def ctx(crm: Crm, business: Any) -> Iterator[Context]:
+    """A context acting as the owner of ``business``."""
+    context = Context.open(crm, business.slug, f"owner@{business.slug}.example")
+    yield context
+    context.close()
+
+
+@pytest.fixture
+def other_ctx(crm: Crm, other_business: Any) -> Iterator[Context]:
+    context = Context.open(crm, other_business.slug, f"owner@{other_business.slug}.example")
+    yield context
+    context.close()
+
+
+@pytest.fixture
+def make_user(crm: Crm) -> Iterator[Callable[..., Context]]:
+    """``make_user(business, role="member", email=None) -> Context`` acting as a new member."""
+    from crmcore.auth.service import create_user
+    from crmcore.tenancy.service import add_member
+
+    opened: list[Context] = []
+
+    def make(business: Any, role: str = "member", email: str | None = None) -> Context:
+        email = email or f"{role.replace('_', '-')}-{uuid.uuid4().hex[:6]}@{business.slug}.example"
+        create_user(crm, email, TEST_PASSWORD, name=email.split("@")[0])
+        owner = Context.open(crm, business.slug, f"owner@{business.slug}.example")
+        try:
+            add_member(owner, email, role)
+        finally:
+            owner.close()
+        context = Context.open(crm, business.slug, email)
+        opened.append(context)
+        return context
+
+    yield make
+    for context in opened:
+        context.close()
+
+
+@pytest.fixture
+def register_plugin(crm: Crm) -> Iterator[Callable[..., str]]:
+    """``register_plugin(obj, name=None, info=None, enable_for=None) -> name``.
+
+    Registers ``obj`` in the process-wide registry for this test only; ``enable_for`` is a
+    context (or list of contexts) whose business gets the plugin enabled.
+    """
+    from crmcore.plugins.service import enable_plugin
+
+    names: list[str] = []
+
+    def register(obj: Any, name: str | None = None, info: PluginInfo | None = None,
+                 enable_for: Context | list[Context] | None = None, settings: dict | None = None) -> str:
+        name = name or f"test-{uuid.uuid4().hex[:8]}"
+        crm.registry.register(name, obj, info=info, source="test")
+        names.append(name)
+        targets = enable_for if isinstance(enable_for, list) else [enable_for] if enable_for else []
+        for context in targets:
+            enable_plugin(context, name, settings)
+        return name
+
+    yield register
+    for name in reversed(names):
+        crm.registry.unregister(name)
