@@ -1,0 +1,1 @@
+"""Business-defined lists: prospect statuses, potential levels, lost reasons, competitors, roles."""

@@ -1,0 +1,67 @@
+"""The tenant scope is one mandatory layer: every tenant-owned model, every query path."""
+
+import pytest
+from sqlalchemy import select, update
+
+from crmcore.db import Base, tenant_classes
+from crmcore.errors import ScopeError
+from crmcore.lists.models import ChoiceOption
+
+
+def _option(ctx, value):
+    row = ChoiceOption(list_key="test", value=value, label=value)
+    ctx.session.add(row)
+    ctx.session.commit()
+    return row
+
+
+def test_every_table_with_business_id_is_tenant_scoped():
+    import crmcore.models  # noqa: F401
+
+    scoped = {cls.__table__.name for cls in tenant_classes()}
+    with_column = {t.name for t in Base.metadata.sorted_tables if "business_id" in t.c}
+    assert with_column == scoped
+    # and every tenant table leads at least one index with business_id
+    for table in Base.metadata.sorted_tables:
+        if "business_id" not in table.c:
+            continue
+        leading = [list(ix.columns)[0].name for ix in table.indexes]
+        leading += [list(uc.columns)[0].name for uc in table.constraints if hasattr(uc, "columns")
+                    and uc.columns and type(uc).__name__ == "UniqueConstraint"]
+        assert "business_id" in leading, f"{table.name} has no index led by business_id"
+
+
+def test_select_sees_only_own_business(ctx, other_ctx):
+    _option(ctx, "mine")
+    theirs = _option(other_ctx, "theirs")
+    values = set(ctx.session.scalars(select(ChoiceOption.value).where(ChoiceOption.list_key == "test")))
+    assert values == {"mine"}
+    assert ctx.session.get(ChoiceOption, theirs.id) is None
+
+
+def test_orm_update_cannot_reach_other_business(ctx, other_ctx):
+    theirs = _option(other_ctx, "theirs")
+    result = ctx.session.execute(update(ChoiceOption).where(ChoiceOption.id == theirs.id).values(label="x"))
+    ctx.session.commit()
+    assert result.rowcount == 0
+    other_ctx.session.expire_all()
+    assert other_ctx.session.get(ChoiceOption, theirs.id).label == "theirs"
+
+
+def test_query_without_scope_is_refused(crm, business):
+    session = crm.db.session()
+    with pytest.raises(ScopeError):
+        session.scalars(select(ChoiceOption)).all()
+    session.close()
+
+
+def test_write_into_other_business_is_refused(ctx, other_business):
+    ctx.session.add(ChoiceOption(business_id=other_business.id, list_key="x", value="y", label="y"))
+    with pytest.raises(ScopeError):
+        ctx.session.flush()
+    ctx.session.rollback()
+
+
+def test_new_row_gets_session_business(ctx):
+    row = _option(ctx, "auto")
+    assert row.business_id == ctx.business_id
