@@ -28,7 +28,18 @@ from crmcore.errors import (  # noqa: E402
 )
 from crmcore.plugins.info import PluginInfo  # noqa: E402
 
+
+def __getattr__(name: str) -> object:
+    # ``crmcore.Context`` for type hints in plugins, imported lazily (it needs the whole core)
+    if name == "Context":
+        from crmcore.context import Context
+
+        return Context
+    raise AttributeError(f"module 'crmcore' has no attribute {name!r}")
+
+
 __all__ = [
+    "Context",
     "HOOK_API_VERSION",
     "Conflict",
     "CrmError",

@@ -121,15 +121,10 @@ class Context:
 
     @property
     def hooks(self) -> HookRelay:
-        """Hook callers limited to the plugins enabled in this business."""
-        registry = self.crm.registry
-        relay = registry.cached_relay(self.business_id, self.business.plugins_version)
-        if relay is None:
-            from crmcore.plugins.service import enabled_plugin_names
+        """Hook callers limited to the plugins enabled in this business (as of this transaction)."""
+        from crmcore.plugins.service import hooks_for
 
-            relay = registry.relay(self.business_id, self.business.plugins_version,
-                                   enabled_plugin_names(self))
-        return relay
+        return hooks_for(self)
 
     def is_enabled(self, plugin: str) -> bool:
         return plugin in self.hooks.enabled
@@ -171,7 +166,10 @@ class Context:
             return
         from crmcore.outbox.service import run_messages
 
-        run_messages(self.crm, [m.id for m in pending])
+        try:
+            run_messages(self.crm, [m.id for m in pending])
+        except Exception:  # the write is committed; the worker retries what did not run
+            log.exception("running react-hook jobs inline failed; the worker will pick them up")
 
     def new_key(self) -> str:
         return uuid.uuid4().hex
@@ -228,6 +226,9 @@ def use_case(role: Role = Role.MEMBER, *, write: bool = True) -> Callable[[Calla
             session = ctx.session
             if session.in_transaction():
                 session.commit()
+            # rows kept from earlier transactions may have changed since (another context, another
+            # process): reload them on first use instead of acting on stale values
+            session.expire_all()
             begin_write(session, write)
             ctx._depth = 1
             try:

@@ -207,6 +207,9 @@ def _apply_scope(state: Any) -> None:
         return
     tenant = _tenant_mapper_set()
     touched = [m for m in state.all_mappers if m in tenant]
+    if not touched and state.is_select:
+        # ``select(func.count()).select_from(Party)`` names its entity only in FROM
+        touched = [m for m in _from_mappers(state.statement) if m in tenant]
     if not touched and not state.is_relationship_load:
         return
     business_id = session.info.get("business_id")
@@ -215,11 +218,36 @@ def _apply_scope(state: Any) -> None:
             names = ", ".join(sorted(m.class_.__name__ for m in touched))
             raise ScopeError(f"query on tenant-owned {names} outside a business scope")
         return
-    options = [
-        with_loader_criteria(cls, _criteria(business_id), include_aliases=True, propagate_to_loaders=True)
-        for cls in _scoped_classes()
-    ]
-    state.statement = state.statement.options(*options)
+    state.statement = state.statement.options(*_scope_options(business_id))
+
+
+def _scope_options(business_id: int) -> tuple[Any, ...]:
+    """The loader-criteria options of one business, built once (profiling showed rebuilding one
+    option per tenant class on every statement cost ~40% of a simple write use case)."""
+    per_business = _scope_cache.setdefault("options", {})
+    options = per_business.get(business_id)
+    if options is None:
+        if len(per_business) > 4096:
+            per_business.clear()
+        options = tuple(
+            with_loader_criteria(cls, _criteria(business_id), include_aliases=True, propagate_to_loaders=True)
+            for cls in _scoped_classes()
+        )
+        per_business[business_id] = options
+    return options
+
+
+def _from_mappers(statement: Any) -> list[Any]:
+    """Mappers of the ORM entities in a SELECT's FROM clause (joins included)."""
+    from sqlalchemy.sql.util import surface_selectables
+
+    out = []
+    for from_ in getattr(statement, "get_final_froms", list)():
+        for selectable in surface_selectables(from_):
+            mapper = getattr(selectable, "_annotations", {}).get("parententity")
+            if mapper is not None:
+                out.append(mapper)
+    return out
 
 
 def _scoped_classes() -> list[type]:
@@ -308,3 +336,17 @@ def begin_write(session: Session, write: bool = True) -> None:
 def import_models() -> None:
     """Import every core model module so that ``Base.metadata`` is complete."""
     from crmcore import models  # noqa: F401
+
+
+def core_column(ref: str) -> Any:
+    """The core's column ``"table.column"`` (e.g. ``"businesses.id"``) for a plugin's ``ForeignKey``.
+
+    A plugin's models live in their own ``MetaData``, which cannot resolve a core table by name;
+    ``ForeignKey(core_column("businesses.id"), ondelete="CASCADE")`` points at the column itself.
+    """
+    import_models()
+    table_name, _, column_name = ref.partition(".")
+    table = Base.metadata.tables.get(table_name)
+    if table is None or column_name not in table.c:
+        raise LookupError(f"the core has no column {ref!r}")
+    return table.c[column_name]

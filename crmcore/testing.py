@@ -33,6 +33,11 @@ from crmcore.plugins.manager import get_registry
 from crmcore.runtime import Crm
 
 TEST_PASSWORD = "correct horse battery"
+
+# argon2 at production cost takes ~0.1-0.7 s a hash; fixtures create users for every test
+from crmcore.auth.passwords import use_fast_hashing_for_tests  # noqa: E402
+
+use_fast_hashing_for_tests()
 _SECRETS_KEY = Fernet.generate_key().decode()
 
 
@@ -132,7 +137,11 @@ def crm_config(_crm_schema: _Schema, tmp_path: Path) -> Config:
 def crm(crm_config: Config) -> Iterator[Crm]:
     """A running installation (config, database, the process-wide plugin registry)."""
     crm_config.instance_path.mkdir(parents=True, exist_ok=True)
-    runtime = Crm(config=crm_config, db=Database(crm_config.database_url), registry=get_registry())
+    registry = get_registry()
+    # hook relays are cached per (business id, plugins_version); every test database starts both
+    # again from 1, so a relay cached by an earlier test must not answer for this one
+    registry._changed()
+    runtime = Crm(config=crm_config, db=Database(crm_config.database_url), registry=registry)
     yield runtime
     runtime.db.dispose()
 

@@ -17,12 +17,17 @@ def _option(ctx, value):
 
 def test_every_table_with_business_id_is_tenant_scoped():
     import crmcore.models  # noqa: F401
+    from crmcore.testing import all_metadata
 
+    # the core's tables and those of every installed plugin (own MetaData, registered model_base)
+    tables = [t for meta in all_metadata() for t in meta.sorted_tables]
+    assert Base.metadata in all_metadata()
     scoped = {cls.__table__.name for cls in tenant_classes()}
-    with_column = {t.name for t in Base.metadata.sorted_tables if "business_id" in t.c}
-    assert with_column == scoped
+    with_column = {t.name for t in tables if "business_id" in t.c}
+    # every table with business_id is scoped (tests may register further scoped plugin models)
+    assert with_column <= scoped, with_column - scoped
     # and every tenant table leads at least one index with business_id
-    for table in Base.metadata.sorted_tables:
+    for table in tables:
         if "business_id" not in table.c:
             continue
         leading = [list(ix.columns)[0].name for ix in table.indexes]
@@ -65,3 +70,37 @@ def test_write_into_other_business_is_refused(ctx, other_business):
 def test_new_row_gets_session_business(ctx):
     row = _option(ctx, "auto")
     assert row.business_id == ctx.business_id
+
+
+def test_count_naming_entity_only_in_from_is_scoped(ctx, other_ctx):
+    from sqlalchemy import func
+
+    _option(ctx, "mine")
+    _option(other_ctx, "theirs")
+    n = ctx.session.scalar(select(func.count()).select_from(ChoiceOption).where(ChoiceOption.list_key == "test"))
+    assert n == 1
+
+
+def test_count_without_scope_is_refused(crm, business):
+    from sqlalchemy import func
+
+    session = crm.db.session()
+    with pytest.raises(ScopeError):
+        session.scalar(select(func.count()).select_from(ChoiceOption))
+    session.close()
+
+
+def test_relationship_and_join_stay_in_business(ctx, other_ctx):
+    from crmcore.parties.models import Party, PartyTag, Tag
+    from crmcore.parties.service import add_tags, create_party
+
+    mine = create_party(ctx, {"kind": "organisation", "name": "Mine"})
+    theirs = create_party(other_ctx, {"kind": "organisation", "name": "Theirs"})
+    add_tags(ctx, mine.id, ["vip"])
+    add_tags(other_ctx, theirs.id, ["vip"])
+    rows = ctx.session.execute(
+        select(Party.name, Tag.name).join(PartyTag, PartyTag.party_id == Party.id).join(Tag, Tag.id == PartyTag.tag_id)
+    ).all()
+    assert rows == [("Mine", "vip")]
+    tag_ids = set(ctx.session.scalars(select(PartyTag.tag_id)))
+    assert len(tag_ids) == 1

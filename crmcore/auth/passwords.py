@@ -11,6 +11,12 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 _hasher = PasswordHasher()
 
+
+def use_fast_hashing_for_tests() -> None:
+    """Cheap argon2 parameters: a test suite creates hundreds of users. Never call this in production."""
+    global _hasher
+    _hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+
 MIN_PASSWORD_LENGTH = 10
 
 

@@ -83,6 +83,10 @@ def backoff(attempts: int, base: float = 2.0, cap: float = 3600.0) -> float:
     return random.uniform(0, min(cap, base * (2 ** attempts)))
 
 
+class JobDiscarded(Exception):
+    """A job that must not run any more (its plugin was disabled): recorded as discarded, not retried."""
+
+
 def run_messages(crm: Crm, message_ids: list[int]) -> None:
     for message_id in message_ids:
         run_message(crm, message_id)
@@ -105,14 +109,19 @@ def run_message(crm: Crm, message_id: int) -> str:
         session.expunge(message)
     started = time.perf_counter()
     error: str | None = None
+    discarded = False
     try:
         handler = HANDLERS[message.kind]
         handler(crm, message)
+    except JobDiscarded as exc:
+        discarded, error = True, str(exc)
     except Exception as exc:  # recorded on the row; never propagates into the caller's request
         error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
         log.warning("outbox job %s (%s %s) failed: %s", message.id, message.topic, message.plugin, error)
     duration_ms = (time.perf_counter() - started) * 1000
-    if error is None:
+    if discarded:
+        status, values = OutboxStatus.DISCARDED, {"last_error": error}
+    elif error is None:
         status, values = OutboxStatus.DONE, {"done_at": utcnow(), "last_error": None}
     elif message.attempts >= message.max_attempts:
         status, values = OutboxStatus.PARKED, {"last_error": error}
@@ -136,10 +145,16 @@ def run_hook_message(crm: Crm, message: OutboxMessage) -> None:
                  if i.plugin_name == message.plugin), None)
     if impl is None:
         raise LookupError(f"plugin {message.plugin!r} is not installed or no longer implements {message.topic}")
-    ctx = Context.open(crm, message.business_id, message.user_id, system=True)
+    from crmcore.errors import PermissionDenied
+
     try:
+        ctx = Context.open(crm, message.business_id, message.user_id, system=True)
+    except PermissionDenied:  # the user was deactivated after the change: the job still runs
+        ctx = Context.open(crm, message.business_id, None, system=True)
+    try:
+        if message.topic != "crm_after_plugin_disabled" and message.plugin not in ctx.hooks.enabled:
+            raise JobDiscarded(f"plugin {message.plugin!r} was disabled for this business before the job ran")
         kwargs = hydrate_args(ctx, message.payload)
-        kwargs.setdefault("ctx", ctx)
         kwargs["ctx"] = ctx
         impl.function(*[kwargs[name] for name in impl.argnames])
         if ctx.session.in_transaction():

@@ -29,6 +29,9 @@ class Party(IdMixin, TimestampMixin, Base):
         Index("ix_parties_updated", "business_id", "updated_at", "id"),
         Index("ix_parties_custom_gin", "custom", postgresql_using="gin",
               postgresql_ops={"custom": "jsonb_path_ops"}).ddl_if(dialect="postgresql"),
+        # name prefix search (LIKE 'abc%') can use a btree only with pattern ops outside the C collation
+        Index("ix_parties_name_prefix_pg", "business_id", "name_key",
+              postgresql_ops={"name_key": "text_pattern_ops"}).ddl_if(dialect="postgresql"),
     )
 
     business_id: Mapped[int] = mapped_column(BigId, ForeignKey("businesses.id", ondelete="CASCADE"))
@@ -167,4 +170,9 @@ class PartyMerge(IdMixin, Base):
     merged_party_id: Mapped[int] = mapped_column(BigId, ForeignKey("parties.id"))
     merged_by_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("users.id", ondelete="SET NULL"))
     merged_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    #: the duplicate as it was before the merge (columns, tags, sales reps, custom values)
     snapshot: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    #: rows moved onto the kept party, per table (``{"contacts": 2, "records": 5, ...}``), and under
+    #: ``"dropped"`` the duplicate's rows the kept party already had (same tag, rep or email)
+    moved: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    custom_rule: Mapped[str] = mapped_column(String(16), default="fill")

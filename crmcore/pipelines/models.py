@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING
 
 from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from crmcore.db import Base, BigId, IdMixin, TimestampMixin, utcnow
+
+if TYPE_CHECKING:
+    from crmcore.auth.models import User
 
 STAGE_KINDS = ("open", "won", "lost")
 
@@ -25,6 +29,14 @@ class Pipeline(IdMixin, TimestampMixin, Base):
     position: Mapped[int] = mapped_column(default=0)
     is_default: Mapped[bool] = mapped_column(default=False)
     archived_at: Mapped[dt.datetime | None]
+
+    #: every stage (archived ones too), in position order; load it explicitly (selectinload)
+    stages: Mapped[list[Stage]] = relationship(
+        order_by=lambda: [Stage.position, Stage.id], viewonly=True, lazy="raise_on_sql")
+
+    def active_stages(self) -> list[Stage]:
+        """The stages not archived, in order (needs ``stages`` loaded)."""
+        return [s for s in self.stages if s.archived_at is None]
 
 
 class Stage(IdMixin, TimestampMixin, Base):
@@ -66,3 +78,8 @@ class StageChange(IdMixin, Base):
     #: seconds the record spent in from_stage before this move (None for the first placement)
     seconds_in_from_stage: Mapped[int | None]
     note: Mapped[str | None] = mapped_column(Text)
+
+    from_stage: Mapped[Stage | None] = relationship(foreign_keys=[from_stage_id], viewonly=True,
+                                                    lazy="raise_on_sql")
+    to_stage: Mapped[Stage] = relationship(foreign_keys=[to_stage_id], viewonly=True, lazy="raise_on_sql")
+    user: Mapped[User | None] = relationship(viewonly=True, lazy="raise_on_sql")

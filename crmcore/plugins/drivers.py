@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from crmcore.plugins.manager import ENTRY_POINT_GROUP
+from crmcore.plugins.manager import ENTRY_POINT_GROUP, EntryPointManager, fresh_entry_points
 
 if TYPE_CHECKING:
     from crmcore.context import Context
@@ -62,15 +62,15 @@ def load_group(group: str) -> dict[str, Driver]:
     cached = _cache.get(group)
     if cached is not None:
         return {**cached, **_extra.get(group, {})}
-    from stevedore import ExtensionManager
-
     errors: dict[str, str] = {}
 
     def on_failure(_manager: Any, entry_point: Any, exc: BaseException) -> None:
         errors[entry_point.name] = f"{type(exc).__name__}: {exc}"
         log.error("driver %s in %s failed to load: %s", entry_point.name, group, exc)
 
-    manager = ExtensionManager(namespace=group, invoke_on_load=False, on_load_failure_callback=on_failure)
+    # listed with their distributions (stevedore's cached listing drops ``dist``, which says
+    # which plugin owns a driver)
+    manager = EntryPointManager(group, fresh_entry_points(group), on_failure)
     owners = _plugins_by_distribution()
     drivers: dict[str, Driver] = {}
     for ext in sorted(manager.extensions, key=lambda e: e.name):

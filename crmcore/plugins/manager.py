@@ -4,8 +4,9 @@ Every installed plugin, including the core's own features (``DEFAULT_PLUGINS``),
 :meth:`PluginRegistry.register`. A call for a business goes through :meth:`PluginRegistry.relay`,
 whose attributes are ``pm.subset_hook_caller`` objects without the plugins that business has not
 enabled, cached per (business, enablement version, registry generation): a toggle bumps the
-business's ``plugins_version`` in the same transaction, so every process picks it up with the
-next business row it reads.
+business's ``plugins_version`` in the same transaction, and every use case reads that version
+when its transaction starts (``crmcore.plugins.service.hooks_for``), so a toggle takes effect
+in every process and every open context at their next transaction.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 import pluggy
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
+from stevedore import ExtensionManager
 
 from crmcore import HOOK_API_VERSION, hookspecs
 from crmcore.plugins.info import PluginInfo
@@ -85,6 +87,48 @@ def _info_of(obj: Any, name: str) -> PluginInfo:
 
 def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def fresh_entry_points(group: str) -> list[Any]:
+    """The entry points of ``group`` in the current ``sys.path``, sorted by name.
+
+    Read from :mod:`importlib.metadata` each time rather than through stevedore's caches: its
+    class-level ``ENTRY_POINT_CACHE`` never sees a distribution installed later in the process,
+    and its on-disk cache drops ``EntryPoint.dist``, which tells us the owning distribution.
+    """
+    from importlib.metadata import entry_points
+
+    return sorted(entry_points(group=group), key=lambda ep: (ep.name, _dist_name(ep) or ""))
+
+
+def _dist_name(entry_point: Any) -> str | None:
+    return getattr(getattr(entry_point, "dist", None), "name", None)
+
+
+def _without_duplicates(entry_points: list[Any], failures: dict[str, str]) -> list[Any]:
+    """Refuse a plugin name declared by two distributions (which one wins would be luck)."""
+    by_name: dict[str, list[Any]] = {}
+    for ep in entry_points:
+        by_name.setdefault(ep.name, []).append(ep)
+    out = []
+    for name, eps in by_name.items():
+        if len(eps) > 1:
+            dists = " and ".join(sorted(str(_dist_name(ep)) for ep in eps))
+            failures[name] = f"declared by two distributions ({dists}): uninstall one"
+        else:
+            out.append(eps[0])
+    return out
+
+
+class EntryPointManager(ExtensionManager):
+    """stevedore's loader over entry points we listed (see :func:`fresh_entry_points`)."""
+
+    def __init__(self, namespace: str, entry_points: list[Any], on_failure: Any) -> None:
+        self._chosen = list(entry_points)
+        super().__init__(namespace, invoke_on_load=False, on_load_failure_callback=on_failure)
+
+    def list_entry_points(self) -> list[Any]:
+        return list(self._chosen)
 
 
 class PluginRegistry:
@@ -181,49 +225,60 @@ class PluginRegistry:
             self.register(name, module, source="core")
 
     def discover(self, only: Iterable[str] | None = None) -> None:
-        """Load every ``crmcore.plugins`` entry point, in dependency order, reporting failures."""
-        from stevedore import ExtensionManager
+        """Load every ``crmcore.plugins`` entry point, in dependency order, reporting failures.
 
+        ``only`` limits which entry points are even imported (``CRM_LOAD_PLUGINS``). A plugin
+        that fails is recorded in :attr:`errors` (and logged) and the others load; with
+        ``strict`` the first discovery with errors raises :class:`PluginLoadError`.
+        """
         failures: dict[str, str] = {}
 
         def on_failure(_manager: Any, entry_point: Any, exc: BaseException) -> None:
             failures[entry_point.name] = f"import failed: {type(exc).__name__}: {exc}"
-            log.error("plugin %s failed to load: %s", entry_point.name, exc)
 
-        manager = ExtensionManager(
-            namespace=ENTRY_POINT_GROUP,
-            invoke_on_load=False,
-            on_load_failure_callback=on_failure,
-        )
-        wanted = set(only) if only is not None else None
+        wanted = frozenset(only) if only is not None else None
+        entry_points = fresh_entry_points(ENTRY_POINT_GROUP)
+        left_out = {ep.name for ep in entry_points} - wanted if wanted is not None else set()
+        chosen = [ep for ep in entry_points if wanted is None or ep.name in wanted]
+        chosen = _without_duplicates(chosen, failures)
+        manager = EntryPointManager(ENTRY_POINT_GROUP, chosen, on_failure)
         candidates: dict[str, tuple[Any, PluginInfo, str | None]] = {}
         for ext in sorted(manager.extensions, key=lambda e: e.name):
-            if wanted is not None and ext.name not in wanted:
-                continue
             try:
                 info = _info_of(ext.plugin, ext.name)
             except TypeError as exc:
                 failures[ext.name] = str(exc)
                 continue
-            dist = getattr(ext.entry_point, "dist", None)
-            candidates[ext.name] = (ext.plugin, info, getattr(dist, "name", None))
-        for name, (obj, info, dist) in self._in_dependency_order(candidates, failures):
+            candidates[ext.name] = (ext.plugin, info, _dist_name(ext.entry_point))
+        for name, (obj, info, dist) in self._in_dependency_order(candidates, failures, left_out):
+            unregistered = [dep for dep in info.depends if dep not in self.plugins]
+            if unregistered:
+                failures[name] = f"depends on {unregistered[0]!r}, which failed to load"
+                continue
             try:
                 self.register(name, obj, info=info, source="entry_point", distribution=dist)
             except PluginLoadError as exc:
                 failures[name] = str(exc)
-        for name, message in failures.items():
-            if wanted is not None and name not in wanted:
-                continue
+        for name, message in sorted(failures.items()):
             self.errors[name] = message
+            log.error("plugin %s was not loaded: %s", name, message)
         self.pm.check_pending()
         if self.strict and self.errors:
             raise PluginLoadError("; ".join(f"{k}: {v}" for k, v in sorted(self.errors.items())))
 
     def _in_dependency_order(self, candidates: dict[str, tuple[Any, PluginInfo, str | None]],
-                             failures: dict[str, str]) -> list[tuple[str, tuple[Any, PluginInfo, str | None]]]:
+                             failures: dict[str, str], left_out: set[str] | frozenset[str] = frozenset(),
+                             ) -> list[tuple[str, tuple[Any, PluginInfo, str | None]]]:
+        """Candidates with every plugin after its ``depends`` (names sorted among equals)."""
         order: list[str] = []
         state: dict[str, str] = {}
+
+        def missing_reason(dep: str) -> str:
+            if dep in failures:
+                return f"depends on {dep!r}, which failed to load: {failures[dep]}"
+            if dep in left_out:
+                return f"depends on {dep!r}, which CRM_LOAD_PLUGINS leaves out"
+            return f"depends on {dep!r}, which is not installed"
 
         def visit(name: str, chain: tuple[str, ...]) -> bool:
             if state.get(name) == "done":
@@ -231,7 +286,8 @@ class PluginRegistry:
             if state.get(name) == "bad":
                 return False
             if name in chain:
-                failures[name] = "dependency cycle: " + " -> ".join((*chain, name))
+                cycle = chain[chain.index(name):]
+                failures[name] = "dependency cycle: " + " -> ".join((*cycle, name))
                 state[name] = "bad"
                 return False
             _, info, _ = candidates[name]
@@ -239,13 +295,11 @@ class PluginRegistry:
                 if dep in self.plugins:
                     continue
                 if dep not in candidates:
-                    why = failures.get(dep)
-                    failures[name] = f"depends on {dep!r}, which is not installed" + (
-                        f" (it failed to load: {why})" if why else "")
+                    failures[name] = missing_reason(dep)
                     state[name] = "bad"
                     return False
                 if not visit(dep, (*chain, name)):
-                    failures.setdefault(name, f"depends on {dep!r}, which failed to load")
+                    failures.setdefault(name, f"depends on {dep!r}, which failed to load: {failures.get(dep, '?')}")
                     state[name] = "bad"
                     return False
             state[name] = "done"
@@ -268,13 +322,17 @@ class PluginRegistry:
             return relay
         if enabled is None:
             raise KeyError(key)
-        remove = frozenset(p.obj for n, p in self.plugins.items() if n not in enabled)
-        relay = HookRelay(self.pm, remove, enabled)
+        relay = self.make_relay(enabled)
         with self._lock:
             if len(self._relays) > 10_000:
                 self._relays.clear()
             self._relays[key] = relay
         return relay
+
+    def make_relay(self, enabled: frozenset[str]) -> HookRelay:
+        """An uncached relay for the plugins ``enabled`` (a transaction that toggled plugins)."""
+        remove = frozenset(p.obj for n, p in self.plugins.items() if n not in enabled)
+        return HookRelay(self.pm, remove, frozenset(enabled))
 
     def cached_relay(self, business_id: int, version: int) -> HookRelay | None:
         return self._relays.get((business_id, version, self.generation))

@@ -16,21 +16,72 @@ from crmcore.tenancy.models import Business, Role
 
 if TYPE_CHECKING:
     from crmcore.context import Context
+    from crmcore.db import CrmSession
+    from crmcore.plugins.manager import HookRelay, PluginRegistry
+
+
+def hooks_for(ctx: Context) -> HookRelay:
+    """The hook relay of ctx's business as of now (what ``ctx.hooks`` returns).
+
+    Inside a use case the business's ``plugins_version`` is read once per transaction, so a
+    toggle committed by any process or any other open context is seen by the next transaction.
+    Outside a use case it is read on each call. Relays are cached per (business, version); a
+    transaction that toggled plugins itself gets an uncached relay from its own uncommitted rows
+    (caching it could outlive a rollback).
+    """
+    registry = ctx.crm.registry
+    session = ctx._session
+    if ctx.in_use_case and session is not None and session.in_transaction():
+        tx = session.get_transaction()
+        if getattr(ctx, "_plugins_toggled_in", None) is tx:
+            return registry.make_relay(_enablement(registry, session, ctx.business_id)[1])
+        if getattr(ctx, "_plugins_read_in", None) is not tx:
+            ctx.business.plugins_version = _version(session, ctx.business_id)
+            ctx._plugins_read_in = tx
+        return _relay(registry, session, ctx)
+    with ctx.crm.db.session(ctx.business_id) as short:
+        ctx.business.plugins_version = _version(short, ctx.business_id)
+        return _relay(registry, short, ctx)
+
+
+def _relay(registry: PluginRegistry, session: CrmSession, ctx: Context) -> HookRelay:
+    relay = registry.cached_relay(ctx.business_id, ctx.business.plugins_version)
+    if relay is None:
+        version, names = _enablement(registry, session, ctx.business_id)
+        relay = registry.relay(ctx.business_id, version, names)
+    return relay
+
+
+def _version(session: CrmSession, business_id: int) -> int:
+    version = session.scalar(select(Business.plugins_version).where(Business.id == business_id))
+    if version is None:
+        raise NotFound(f"business {business_id} no longer exists")
+    return version
+
+
+def _enablement(registry: PluginRegistry, session: CrmSession, business_id: int) -> tuple[int, frozenset[str]]:
+    """The business's plugins version and enabled plugins, read in ONE statement (one snapshot)."""
+    rows = session.execute(
+        select(Business.plugins_version, PluginEnablement.plugin, PluginEnablement.enabled)
+        .select_from(Business)
+        .outerjoin(PluginEnablement, PluginEnablement.business_id == Business.id)
+        .where(Business.id == business_id)
+    ).all()
+    if not rows:
+        raise NotFound(f"business {business_id} no longer exists")
+    states = {plugin: enabled for _, plugin, enabled in rows if plugin is not None}
+    return rows[0][0], _enabled_names(registry, states)
+
+
+def _enabled_names(registry: PluginRegistry, states: dict[str, bool]) -> frozenset[str]:
+    """Essential plugins, defaults not switched off, and plugins with an enabled row."""
+    return frozenset(name for name, plugin in registry.plugins.items()
+                     if plugin.essential or states.get(name, plugin.info.enabled_by_default))
 
 
 def enabled_plugin_names(ctx: Context) -> frozenset[str]:
-    """Plugins active in ctx's business: essential ones, defaults not switched off, and enabled rows."""
-    registry = ctx.crm.registry
-    rows = ctx.crm.db.session(ctx.business_id)
-    try:
-        states = dict(rows.execute(select(PluginEnablement.plugin, PluginEnablement.enabled)).tuples().all())
-    finally:
-        rows.close()
-    names = set()
-    for name, plugin in registry.plugins.items():
-        if plugin.essential or states.get(name, plugin.info.enabled_by_default):
-            names.add(name)
-    return frozenset(names)
+    """Plugins active in ctx's business (see :func:`hooks_for`)."""
+    return hooks_for(ctx).enabled
 
 
 @dataclass(frozen=True)
@@ -79,10 +130,12 @@ def _row(ctx: Context, name: str) -> PluginEnablement:
 
 
 def _bump_version(ctx: Context) -> None:
+    """Make every process and context drop its cached relay for this business (at commit)."""
     ctx.session.execute(
         update(Business).where(Business.id == ctx.business_id)
         .values(plugins_version=Business.plugins_version + 1)
     )
+    ctx._plugins_toggled_in = ctx.session.get_transaction()
 
 
 @use_case(Role.ADMIN)
@@ -106,7 +159,6 @@ def enable_plugin(ctx: Context, name: str, settings: dict[str, Any] | None = Non
     if not was_enabled:
         _emit_toggle(ctx, "crm_after_plugin_enabled", name)
     ctx.session.flush()
-    ctx.business.plugins_version += 1
 
 
 @use_case(Role.ADMIN)
@@ -128,7 +180,6 @@ def disable_plugin(ctx: Context, name: str) -> None:
     audit.record(ctx, "plugin.disabled", entity_type="plugin", changes={"plugin": name})
     _emit_toggle(ctx, "crm_after_plugin_disabled", name)
     ctx.session.flush()
-    ctx.business.plugins_version += 1
 
 
 def _emit_toggle(ctx: Context, hook_name: str, name: str) -> None:

@@ -9,7 +9,9 @@ gives ``"••••"`` for a set secret, and saving that mask (or an empty val
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 from typing import TYPE_CHECKING, Any
 
 import marshmallow as ma
@@ -21,6 +23,8 @@ from crmcore.errors import NotFound, ValidationFailed
 if TYPE_CHECKING:
     from crmcore.context import Context
     from crmcore.plugins.manager import LoadedPlugin
+
+log = logging.getLogger("crmcore.plugins")
 
 MASK = "••••••••"
 ENV_PREFIX = "$env:"
@@ -41,7 +45,8 @@ def settings_schema(ctx_or_registry: Any, plugin: str) -> type[ma.Schema] | None
 
 
 def secret_fields(schema: type[ma.Schema]) -> set[str]:
-    return {name for name, field in schema._declared_fields.items() if field.metadata.get("secret")}
+    """Keys (as given in input, i.e. ``data_key`` where set) of the fields marked secret."""
+    return {field.data_key or name for name, field in schema().fields.items() if field.metadata.get("secret")}
 
 
 def _fernet(ctx: Context) -> Fernet:
@@ -57,51 +62,86 @@ def _fernet(ctx: Context) -> Fernet:
 def validate_settings(ctx: Context, plugin: str, data: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
     """Validate ``data`` against the plugin's schema; returns the dict to store (secrets encrypted).
 
-    Raises ValidationFailed with field-level errors; keeps a stored secret when the mask or an
-    empty value comes back.
+    Raises ValidationFailed with field-level errors (never echoing a secret's value). For a
+    secret, the mask, an empty value or no value keeps the stored one, and ``$env:NAME`` is
+    stored as given.
     """
     schema_cls = settings_schema(ctx, plugin)
+    if not isinstance(data, dict):
+        raise ValidationFailed(f"settings of plugin {plugin!r} must be an object", {"settings": ["not an object"]})
     if schema_cls is None:
         if data:
-            raise ValidationFailed(f"plugin {plugin!r} has no settings", {"settings": ["unexpected"]})
+            raise ValidationFailed(f"plugin {plugin!r} has no settings",
+                                   {key: ["Unknown field."] for key in data})
         return {}
+    schema = schema_cls()
+    attr_of = {field.data_key or name: name for name, field in schema.fields.items()}
     secrets = secret_fields(schema_cls)
     incoming = dict(data)
     kept: dict[str, Any] = {}
-    for name in secrets:
-        if incoming.get(name) in (None, "", MASK) and name in stored:
-            incoming.pop(name, None)
-            kept[name] = stored[name]
-    check = {k: v for k, v in incoming.items()
-             if not (k in secrets and isinstance(v, str) and v.startswith(ENV_PREFIX))}
+    env_refs: dict[str, str] = {}
+    for key in secrets:
+        value = incoming.get(key)
+        if value is None or value == "" or value == MASK:
+            incoming.pop(key, None)
+            if key in stored:
+                kept[key] = stored[key]
+        elif isinstance(value, str) and value.startswith(ENV_PREFIX):
+            if not _ENV_NAME.fullmatch(value[len(ENV_PREFIX):]):
+                raise ValidationFailed(f"invalid settings for plugin {plugin!r}", {
+                    key: ["write $env: followed by an environment variable name (letters, digits and _)"]})
+            env_refs[key] = incoming.pop(key)
+    partial = tuple(attr_of[key] for key in (*kept, *env_refs))
+    errors = None
     try:
-        loaded = schema_cls(partial=tuple(kept) or False).load(check)
+        loaded = schema_cls(partial=partial or False).load(incoming)
     except ma.ValidationError as exc:
-        raise ValidationFailed(f"invalid settings for plugin {plugin!r}", _redact(exc.messages, secrets)) from exc
-    schema_out = schema_cls().dump(loaded)
-    fernet = _fernet(ctx) if secrets else None
-    result: dict[str, Any] = {}
-    for name, value in schema_out.items():
-        if name in secrets and value not in (None, ""):
-            result[name] = {"$enc": fernet.encrypt(str(value).encode()).decode()}
-        else:
-            result[name] = value
-    for name in secrets:
-        raw = incoming.get(name)
-        if isinstance(raw, str) and raw.startswith(ENV_PREFIX):
-            env_name = raw[len(ENV_PREFIX):]
-            if not env_name.replace("_", "").isalnum():
-                raise ValidationFailed("invalid settings", {name: [f"{raw!r} is not a valid $env:NAME reference"]})
-            result[name] = raw
+        errors = _redact(exc.messages, secrets, data)
+    if errors is not None:
+        # raised outside the except block: the marshmallow error holds the raw input, secrets
+        # included, and must not travel along as __context__ into a logged traceback
+        raise ValidationFailed(f"invalid settings for plugin {plugin!r}", errors)
+    result = _serialize(schema, loaded)
+    to_encrypt = [key for key in secrets if result.get(key) not in (None, "")]
+    if to_encrypt:
+        fernet = _fernet(ctx)
+        for key in to_encrypt:
+            result[key] = {"$enc": fernet.encrypt(str(result[key]).encode()).decode()}
+    result.update(env_refs)
     result.update(kept)
     return result
 
 
-def _redact(messages: Any, secrets: set[str]) -> Any:
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _serialize(schema: ma.Schema, loaded: Any) -> dict[str, Any]:
+    """Loaded values in their input form, ``load_only`` fields included (secrets often are)."""
+    if not isinstance(loaded, dict):
+        return schema.dump(loaded)
+    out: dict[str, Any] = {}
+    for name, field in schema.fields.items():
+        if name in loaded:
+            out[field.data_key or name] = field.serialize(name, loaded)
+    return out
+
+
+REDACTED = "invalid value (not shown: the field is secret)"
+
+
+def _redact(messages: Any, secrets: set[str], data: dict[str, Any]) -> Any:
     """Field errors never echo what was typed into a secret field."""
-    if isinstance(messages, dict):
-        return {k: (["invalid value"] if k in secrets else v) for k, v in messages.items()}
-    return messages
+    if not isinstance(messages, dict):
+        return messages
+    out = {}
+    for key, value in messages.items():
+        typed = data.get(key)
+        if key in secrets and typed not in (None, ""):
+            text, secret = str(value).lower(), str(typed).lower()
+            if len(secret) < 4 or secret in text:
+                value = [REDACTED]
+        out[key] = value
+    return out
 
 
 def decrypt_settings(ctx: Context, plugin: str, stored: dict[str, Any]) -> dict[str, Any]:
@@ -117,7 +157,10 @@ def decrypt_settings(ctx: Context, plugin: str, stored: dict[str, Any]) -> dict[
                     f"the secret {name!r} of plugin {plugin!r} cannot be decrypted with this instance's key"
                 ) from exc
         elif isinstance(value, str) and value.startswith(ENV_PREFIX):
-            out[name] = os.environ.get(value[len(ENV_PREFIX):], "")
+            env_name = value[len(ENV_PREFIX):]
+            if env_name not in os.environ:
+                log.warning("setting %r of plugin %r refers to $env:%s, which is not set", name, plugin, env_name)
+            out[name] = os.environ.get(env_name, "")
         else:
             out[name] = value
     return out

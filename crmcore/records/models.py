@@ -24,7 +24,9 @@ class Record(IdMixin, TimestampMixin, Base):
         CheckConstraint("status in ('open', 'won', 'lost')", name="status"),
         UniqueConstraint("business_id", "type", "reference"),
         Index("ix_records_type_status", "business_id", "type", "status", "id"),
-        Index("ix_records_board", "business_id", "pipeline_id", "stage_id", "id"),
+        # board columns: the records of one stage in the order they entered it
+        Index("ix_records_board", "business_id", "stage_id", "stage_entered_at", "id"),
+        Index("ix_records_pipeline", "business_id", "pipeline_id", "status"),
         Index("ix_records_party", "business_id", "party_id", "type"),
         Index("ix_records_owner", "business_id", "owner_id", "status"),
         Index("ix_records_contact", "business_id", "contact_id"),

@@ -32,10 +32,7 @@ def _seeders() -> list:
     out = []
     for path in BUSINESS_SEEDERS:
         module, _, attr = path.partition(":")
-        try:
-            out.append(getattr(importlib.import_module(module), attr))
-        except (ImportError, AttributeError):
-            continue
+        out.append(getattr(importlib.import_module(module), attr))
     return out
 
 

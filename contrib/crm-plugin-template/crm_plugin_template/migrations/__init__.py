@@ -1,0 +1,1 @@
+"""The plugin's Alembic revisions (``versions/``); ``crm db upgrade`` runs them after the core's."""

@@ -1,0 +1,325 @@
+"""The ``crm`` command line. Every command prints one clear line on a user error and exits 1."""
+
+from __future__ import annotations
+
+import functools
+import json
+import secrets
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from crmcore.config import Config
+from crmcore.errors import CrmError
+
+
+class CliState:
+    def __init__(self, instance: str | None, database: str | None) -> None:
+        self.instance = instance
+        self.database = database
+        self._crm: Any = None
+
+    def config(self) -> Config:
+        overrides = {"database_url": self.database} if self.database else {}
+        return Config.load(self.instance, **overrides)
+
+    @property
+    def crm(self) -> Any:
+        if self._crm is None:
+            from crmcore.runtime import Crm
+
+            self._crm = Crm.from_config(self.config())
+        return self._crm
+
+
+def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn service errors into one line on stderr and exit status 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except CrmError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        except Exception as exc:
+            from sqlalchemy.exc import OperationalError, ProgrammingError
+
+            if isinstance(exc, OperationalError | ProgrammingError):
+                click.echo(f"error: database: {exc.orig}. Did you run `crm db upgrade`?", err=True)
+                sys.exit(1)
+            raise
+
+    return wrapper
+
+
+pass_state = click.make_pass_decorator(CliState)
+
+
+@click.group()
+@click.option("--instance", envvar="CRM_INSTANCE_PATH", type=click.Path(file_okay=False),
+              help="Instance folder (config, SQLite database, attachments). Default: ./instance")
+@click.option("--database", envvar="CRM_DATABASE_URL", help="Database URL (default: SQLite in the instance folder)")
+@click.version_option(package_name="crmcore", prog_name="crm")
+@click.pass_context
+def main(click_ctx: click.Context, instance: str | None, database: str | None) -> None:
+    """crmcore: a plugin-based CRM core."""
+    click_ctx.obj = CliState(instance, database)
+
+
+# -- init and db -------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--owner-email", help="Create this user (and make it owner of --business)")
+@click.option("--owner-password", help="Password of the owner (prompted when omitted)")
+@click.option("--business", "business_slug", help="Also create a business with this slug")
+@click.option("--business-name", help="Name of that business")
+@pass_state
+@handle_errors
+def init(state: CliState, owner_email: str | None, owner_password: str | None,
+         business_slug: str | None, business_name: str | None) -> None:
+    """Create the instance folder (with fresh keys), the database and an owner user."""
+    from crmcore.auth.service import create_user
+    from crmcore.migrations.runner import upgrade
+    from crmcore.tenancy.service import create_business
+
+    config = state.config().ensure_instance()
+    state.instance = str(config.instance_path)
+    crm = state.crm
+    upgrade(crm.db.engine, crm.registry)
+    click.echo(f"instance: {config.instance_path}")
+    click.echo(f"database: {crm.db.engine.url.render_as_string(hide_password=True)} (up to date)")
+    if owner_email:
+        if owner_password is None:
+            owner_password = click.prompt("Owner password", hide_input=True, confirmation_prompt=True)
+        user = create_user(crm, owner_email, owner_password)
+        click.echo(f"user: {user.email}")
+    if business_slug:
+        business = create_business(crm, business_slug, business_name or business_slug,
+                                   owner_email=owner_email)
+        click.echo(f"business: {business.slug} ({business.name})")
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@pass_state
+@handle_errors
+def db_upgrade(state: CliState) -> None:
+    """Migrate the core, then every installed plugin in dependency order."""
+    from crmcore.migrations.runner import upgrade
+
+    for name, before, after in upgrade(state.crm.db.engine, state.crm.registry):
+        change = "up to date" if before == after else f"{before or '(empty)'} -> {after}"
+        click.echo(f"{name}: {change}")
+
+
+@db.command("status")
+@pass_state
+@handle_errors
+def db_status(state: CliState) -> None:
+    """Current and head revision of the core and each plugin."""
+    from crmcore.migrations.runner import status
+
+    for name, current, head in status(state.crm.db.engine, state.crm.registry):
+        flag = "" if current == head else "  (needs upgrade)"
+        click.echo(f"{name}: {current or '(empty)'} / head {head}{flag}")
+
+
+# -- businesses and users ------------------------------------------------------------------------
+
+
+@main.group()
+def businesses() -> None:
+    """Businesses (tenants)."""
+
+
+@businesses.command("create")
+@click.argument("slug")
+@click.argument("name")
+@click.option("--currency", default="EUR", show_default=True)
+@click.option("--language", default="en", show_default=True)
+@click.option("--owner", "owner_email", help="An existing user who becomes the owner")
+@pass_state
+@handle_errors
+def businesses_create(state: CliState, slug: str, name: str, currency: str, language: str,
+                      owner_email: str | None) -> None:
+    """Create a business with its starting pipelines, lists and numbering rules."""
+    from crmcore.tenancy.service import create_business
+
+    business = create_business(state.crm, slug, name, currency=currency, language=language,
+                               owner_email=owner_email)
+    click.echo(f"created business {business.slug} ({business.name})")
+
+
+@businesses.command("list")
+@pass_state
+@handle_errors
+def businesses_list(state: CliState) -> None:
+    from crmcore.tenancy.service import list_businesses
+
+    for business in list_businesses(state.crm):
+        click.echo(f"{business.slug}\t{business.name}\t{business.currency}")
+
+
+@main.group()
+def users() -> None:
+    """Users and their roles."""
+
+
+@users.command("create")
+@click.argument("email")
+@click.option("--business", "business_slug", required=True, help="Business slug")
+@click.option("--role", type=click.Choice(["owner", "admin", "member", "read-only", "read_only"]),
+              default="member", show_default=True)
+@click.option("--name", default="")
+@click.option("--password", help="Password (prompted when omitted; --generate-password prints one)")
+@click.option("--generate-password", is_flag=True)
+@pass_state
+@handle_errors
+def users_create(state: CliState, email: str, business_slug: str, role: str, name: str,
+                 password: str | None, generate_password: bool) -> None:
+    """Create a user (or reuse an existing one) and give it ROLE in the business."""
+    from crmcore.auth.service import create_user, get_user
+    from crmcore.errors import NotFound
+    from crmcore.tenancy.service import add_member
+
+    crm = state.crm
+    ctx = crm.context(business_slug, system=True)
+    try:
+        try:
+            user = get_user(crm, email)
+            click.echo(f"user {user.email} exists")
+        except NotFound:
+            if generate_password:
+                password = secrets.token_urlsafe(12)
+            elif password is None:
+                password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+            user = create_user(crm, email, password, name=name)
+            click.echo(f"created user {user.email}")
+            if generate_password:
+                click.echo(f"password: {password}")
+        add_member(ctx, user.email, role)
+        click.echo(f"{user.email} is {role} of {business_slug}")
+    finally:
+        ctx.close()
+
+
+# -- plugins ----------------------------------------------------------------------------------
+
+
+@main.group()
+def plugins() -> None:
+    """Installed plugins and their enablement per business."""
+
+
+@plugins.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output")
+@pass_state
+@handle_errors
+def plugins_list(state: CliState, as_json: bool) -> None:
+    """Installed plugins, version, the businesses that enabled them, and load errors."""
+    from crmcore.plugins.overview import enablement_overview
+
+    overview = enablement_overview(state.crm)
+    if as_json:
+        click.echo(json.dumps(overview, indent=2))
+        return
+    for row in overview["plugins"]:
+        where = "all (essential)" if row["essential"] else (", ".join(row["enabled_in"]) or "-")
+        click.echo(f"{row['name']}\t{row['version']}\t{row['source']}\tenabled in: {where}")
+    for name, error in overview["errors"].items():
+        click.echo(f"{name}\tFAILED\t{error}")
+
+
+def _settings_pairs(pairs: tuple[str, ...]) -> dict[str, Any] | None:
+    if not pairs:
+        return None
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise CrmError(f"--setting {pair!r}: use KEY=VALUE")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+@plugins.command("enable")
+@click.argument("name")
+@click.option("--business", "business_slug", required=True)
+@click.option("--setting", "settings", multiple=True, help="KEY=VALUE (JSON values accepted); repeatable")
+@pass_state
+@handle_errors
+def plugins_enable(state: CliState, name: str, business_slug: str, settings: tuple[str, ...]) -> None:
+    """Enable plugin NAME for a business (its depends must be enabled first)."""
+    from crmcore.plugins.service import enable_plugin
+
+    with state.crm.context(business_slug, system=True) as ctx:
+        enable_plugin(ctx, name, _settings_pairs(settings))
+    click.echo(f"enabled {name} for {business_slug}")
+
+
+@plugins.command("disable")
+@click.argument("name")
+@click.option("--business", "business_slug", required=True)
+@pass_state
+@handle_errors
+def plugins_disable(state: CliState, name: str, business_slug: str) -> None:
+    """Disable plugin NAME for a business (its data is kept)."""
+    from crmcore.plugins.service import disable_plugin
+
+    with state.crm.context(business_slug, system=True) as ctx:
+        disable_plugin(ctx, name)
+    click.echo(f"disabled {name} for {business_slug}")
+
+
+@plugins.command("check")
+@pass_state
+@handle_errors
+def plugins_check(state: CliState) -> None:
+    """Which installed plugins fit this core's hook contract. Exit 1 when one does not."""
+    from crmcore import HOOK_API_VERSION
+    from crmcore.plugins.overview import contract_report
+
+    click.echo(f"crmcore hook API {HOOK_API_VERSION}")
+    report = contract_report(state.crm.registry)
+    failed = False
+    for name, problems in report.items():
+        if problems:
+            failed = True
+            click.echo(f"{name}: DOES NOT FIT: " + "; ".join(problems))
+        else:
+            click.echo(f"{name}: ok")
+    if failed:
+        sys.exit(1)
+
+
+# -- demo ---------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--seed-only", is_flag=True, help="Create the demo business and exit")
+@click.option("--parties", default=60, show_default=True, help="How many demo parties")
+@pass_state
+@handle_errors
+def demo(state: CliState, seed_only: bool, parties: int) -> None:
+    """Create (once) a demo business with realistic parties, deals in every stage, notes and fields."""
+    from crmcore.demo import seed_demo
+    from crmcore.migrations.runner import upgrade
+
+    config = state.config().ensure_instance()
+    state.instance = str(config.instance_path)
+    crm = state.crm
+    upgrade(crm.db.engine, crm.registry)
+    summary = seed_demo(crm, parties=parties)
+    for line in summary:
+        click.echo(line)

@@ -1,0 +1,93 @@
+"""The ``crm`` command line: real commands on a fresh instance; errors are one line, exit 1."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from crmcore.cli import main
+
+
+@pytest.fixture
+def run(tmp_path):
+    runner = CliRunner()
+    instance = str(tmp_path / "instance")
+
+    def invoke(*args: str, input: str | None = None):
+        return runner.invoke(main, ["--instance", instance, *args], input=input, catch_exceptions=False)
+
+    return invoke
+
+
+@pytest.fixture
+def initialised(run):
+    result = run("init", "--owner-email", "owner@shop.example", "--owner-password", "long enough pw",
+                 "--business", "shop", "--business-name", "The Shop")
+    assert result.exit_code == 0, result.output
+    return run
+
+
+def test_init_creates_instance_database_owner_and_business(initialised, tmp_path):
+    config = (tmp_path / "instance" / "crm.toml").read_text()
+    assert "secrets_key" in config and "secret_key" in config
+    result = initialised("businesses", "list")
+    assert result.output.startswith("shop\tThe Shop\tEUR")
+
+
+def test_init_twice_keeps_keys(initialised, tmp_path):
+    before = (tmp_path / "instance" / "crm.toml").read_text()
+    assert initialised("init").exit_code == 0
+    assert (tmp_path / "instance" / "crm.toml").read_text() == before
+
+
+def test_db_upgrade_and_status(initialised):
+    result = initialised("db", "upgrade")
+    assert result.exit_code == 0 and "core: up to date" in result.output
+    result = initialised("db", "status")
+    assert "needs upgrade" not in result.output
+
+
+def test_users_create_with_role(initialised):
+    result = initialised("users", "create", "rep@shop.example", "--business", "shop", "--role", "read-only",
+                         "--generate-password")
+    assert result.exit_code == 0, result.output
+    assert "rep@shop.example is read-only of shop" in result.output
+    assert "password: " in result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (("businesses", "create", "Bad Slug", "X"), "slug"),
+    (("businesses", "create", "shop", "Again"), "already exists"),
+    (("users", "create", "rep@shop.example", "--business", "nope", "--generate-password"), "unknown business 'nope'"),
+    (("users", "create", "not-an-email", "--business", "shop", "--generate-password"), "invalid email"),
+    (("users", "create", "x@shop.example", "--business", "shop", "--password", "short"), "password too short"),
+    (("plugins", "enable", "nope", "--business", "shop"), "unknown plugin 'nope'"),
+    (("plugins", "enable", "nope", "--business", "zzz"), "unknown business 'zzz'"),
+    (("plugins", "disable", "core-parties", "--business", "shop"), "cannot be disabled"),
+    (("plugins", "enable", "core-parties", "--business", "shop", "--setting", "novalue"), "KEY=VALUE"),
+])
+def test_errors_are_one_clear_line(initialised, args, message):
+    result = initialised(*args)
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines[-1].startswith("error: ") and message in lines[-1], result.output
+    assert "Traceback" not in result.output
+
+
+def test_command_before_init_says_to_upgrade(run):
+    result = run("businesses", "list")
+    assert result.exit_code == 1
+    assert "crm db upgrade" in result.output
+
+
+def test_plugins_list_and_check(initialised):
+    result = initialised("plugins", "list", "--json")
+    data = json.loads(result.output)
+    names = {p["name"] for p in data["plugins"]}
+    assert {"core-parties", "core-records"} <= names
+    core = next(p for p in data["plugins"] if p["name"] == "core-parties")
+    assert core["enabled_in"] == ["shop"] and core["essential"]
+    result = initialised("plugins", "check")
+    assert "core-parties: ok" in result.output
