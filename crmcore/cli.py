@@ -306,13 +306,37 @@ def plugins_check(state: CliState) -> None:
 # -- demo ---------------------------------------------------------------------------------------
 
 
+def _serve_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on")(fn)
+    fn = click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))(fn)
+    fn = click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64),
+                      help="Worker processes")(fn)
+    return fn
+
+
 @main.command()
-@click.option("--seed-only", is_flag=True, help="Create the demo business and exit")
-@click.option("--parties", default=60, show_default=True, help="How many demo parties")
+@_serve_options
 @pass_state
 @handle_errors
-def demo(state: CliState, seed_only: bool, parties: int) -> None:
-    """Create (once) a demo business with realistic parties, deals in every stage, notes and fields."""
+def serve(state: CliState, host: str, port: int, workers: int) -> None:
+    """Serve the admin and the API (gunicorn, pre-fork workers)."""
+    from crmcore.web import create_app
+    from crmcore.web.serve import serve as run_server
+
+    app = create_app(state.config())
+    click.echo(f"crmcore on http://{host}:{port}/ ({workers} workers)")
+    run_server(app, host=host, port=port, workers=workers)
+
+
+@main.command()
+@click.option("--seed-only", is_flag=True, help="Create the demo business and exit without serving")
+@click.option("--parties", default=60, show_default=True, help="How many demo parties")
+@_serve_options
+@pass_state
+@handle_errors
+def demo(state: CliState, seed_only: bool, parties: int, host: str, port: int, workers: int) -> None:
+    """Create (once) a demo business with realistic parties, deals in every stage, notes and
+    fields, then serve the admin on it."""
     from crmcore.demo import seed_demo
     from crmcore.migrations.runner import upgrade
 
@@ -323,3 +347,12 @@ def demo(state: CliState, seed_only: bool, parties: int) -> None:
     summary = seed_demo(crm, parties=parties)
     for line in summary:
         click.echo(line)
+    if seed_only:
+        return
+    from crmcore.web import create_app
+    from crmcore.web.serve import serve as run_server
+
+    crm.db.dispose()
+    app = create_app(config)
+    click.echo(f"open http://{host}:{port}/ and log in as the demo user above")
+    run_server(app, host=host, port=port, workers=workers)

@@ -230,3 +230,67 @@ def register_plugin(crm: Crm) -> Iterator[Callable[..., str]]:
     yield register
     for name in reversed(names):
         crm.registry.unregister(name)
+
+
+# -- web ---------------------------------------------------------------------------------------
+
+
+class CrmClient:
+    """A Flask test client that logs in and sends the CSRF token like the browser does."""
+
+    def __init__(self, flask_client: Any) -> None:
+        self.raw = flask_client
+        self._token: str | None = None
+
+    def csrf_token(self) -> str:
+        if self._token is None:
+            import re
+
+            page = self.raw.get("/login")
+            if page.status_code == 302:  # logged in already: any page carries the token
+                page = self.raw.get("/account/password")
+            match = re.search(r'name="csrf-token" content="([^"]+)"', page.get_data(as_text=True))
+            assert match, "no csrf token in the page"
+            self._token = match.group(1)
+        return self._token
+
+    def login(self, email: str, password: str = TEST_PASSWORD) -> Any:
+        response = self.raw.post("/login", data={"email": email, "password": password,
+                                                  "csrf_token": self.csrf_token()})
+        self._token = None  # the session (and its token) is new after login
+        return response
+
+    def get(self, url: str, **kwargs: Any) -> Any:
+        return self.raw.get(url, **kwargs)
+
+    def post(self, url: str, data: dict | None = None, **kwargs: Any) -> Any:
+        data = dict(data or {})
+        data.setdefault("csrf_token", self.csrf_token())
+        return self.raw.post(url, data=data, **kwargs)
+
+    def fetch(self, url: str, data: dict | None = None, **kwargs: Any) -> Any:
+        """A POST as crm.js sends it: token in the X-CSRFToken header."""
+        headers = {"X-CSRFToken": self.csrf_token(), "X-Requested-With": "fetch", **kwargs.pop("headers", {})}
+        return self.raw.post(url, data=data or {}, headers=headers, **kwargs)
+
+
+@pytest.fixture
+def app(crm: Crm) -> Any:
+    """The admin + API Flask app on the test installation."""
+    from crmcore.web import create_app
+
+    return create_app(crm=crm, testing=True)
+
+
+@pytest.fixture
+def anon_client(app: Any) -> CrmClient:
+    return CrmClient(app.test_client())
+
+
+@pytest.fixture
+def client(app: Any, business: Any) -> CrmClient:
+    """A client logged in as the owner of ``business``."""
+    c = CrmClient(app.test_client())
+    response = c.login(f"owner@{business.slug}.example")
+    assert response.status_code == 302, response.get_data(as_text=True)
+    return c

@@ -91,3 +91,26 @@ def test_plugins_list_and_check(initialised):
     assert core["enabled_in"] == ["shop"] and core["essential"]
     result = initialised("plugins", "check")
     assert "core-parties: ok" in result.output
+
+
+def test_demo_seeds_a_business_with_deals_in_every_stage_once(run, tmp_path):
+    from crmcore.config import Config
+    from crmcore.pipelines.service import list_pipelines
+    from crmcore.records.service import list_records
+    from crmcore.runtime import Crm
+
+    result = run("demo", "--seed-only", "--parties", "8")
+    assert result.exit_code == 0, result.output
+    assert "created demo business 'demo'" in result.output
+    assert "login: demo@example.com" in result.output
+    again = run("demo", "--seed-only", "--parties", "8")
+    assert again.exit_code == 0 and "already exists" in again.output
+
+    crm = Crm.from_config(Config.load(tmp_path / "instance"))
+    with crm.context("demo", "demo@example.com") as ctx:
+        sales = next(p for p in list_pipelines(ctx, "deal") if p.is_default)
+        deals = list_records(ctx, record_type="deal", limit=200).items
+        assert len(deals) == 8 + 2  # one per party, and two leads qualified into deals
+        assert {s.id for s in sales.stages} == {d.stage_id for d in deals}
+        assert {d.status for d in deals} == {"open", "won", "lost"}
+    crm.db.dispose()

@@ -393,9 +393,10 @@ def test_disabling_stops_the_plugin_at_once_even_for_a_context_opened_earlier(cr
     try:
         assert menu_plugins(earlier) == [name]
         disable_plugin(ctx, name)
-        assert menu_plugins(earlier) == []
+        # the earlier context sees the switch with its next transaction (a request's, a use case's)
         save_party(earlier, "After the switch")
         assert recorder.validated == [] and recorder.created == []
+        assert menu_plugins(earlier) == []
         enable_plugin(ctx, name)
         save_party(earlier, "Back on")
         assert recorder.validated == [business.id] and recorder.created == [business.id]
@@ -447,6 +448,7 @@ def test_a_rolled_back_toggle_leaves_no_trace_in_the_relay_cache(crm, register_p
     with Context.open(crm, business.slug, f"owner@{business.slug}.example") as second:
         assert not second.is_enabled(name)
         enable_plugin(second, name)
+    ctx.session.commit()  # end ctx's read transaction, as the end of a request does
     assert ctx.is_enabled(name)
 
 
@@ -588,3 +590,13 @@ def test_enabled_by_default_plugins_are_on_until_switched_off(register_plugin, c
     assert ctx.is_enabled(name) and other_ctx.is_enabled(name)
     disable_plugin(ctx, name)
     assert not ctx.is_enabled(name) and other_ctx.is_enabled(name)
+
+
+def test_unhashable_plugin_object_is_refused_with_a_clear_error(crm):
+    import types
+
+    from crmcore.plugins.manager import PluginLoadError
+
+    with pytest.raises(PluginLoadError, match="hashable"):
+        crm.registry.register("unhashable", types.SimpleNamespace())
+    assert "unhashable" not in crm.registry.plugins

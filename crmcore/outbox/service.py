@@ -87,32 +87,67 @@ class JobDiscarded(Exception):
     """A job that must not run any more (its plugin was disabled): recorded as discarded, not retried."""
 
 
-def run_messages(crm: Crm, message_ids: list[int]) -> None:
-    for message_id in message_ids:
-        run_message(crm, message_id)
+def run_messages(crm: Crm, message_ids: list[int]) -> dict[int, str]:
+    """Claim, run and record a batch of outbox rows: one claim transaction, each job in its own
+    transaction, one transaction recording every outcome. Returns ``{id: status}``; a row that
+    another runner already claimed (or finished) is ``"skipped"``."""
+    if not message_ids:
+        return {}
+    messages = _claim(crm, message_ids)
+    outcomes = {message_id: "skipped" for message_id in message_ids}
+    results = []
+    contexts: dict[tuple[int, int | None], Any] = {}
+    try:
+        for message in messages:
+            results.append((message, *_run_one(crm, message, contexts)))
+    finally:
+        for ctx in contexts.values():
+            ctx.close()
+    for message, status, _values, _ms in results:
+        outcomes[message.id] = status.value
+    _record(crm, results)
+    return outcomes
 
 
 def run_message(crm: Crm, message_id: int) -> str:
     """Claim, run and record one outbox row. Returns its new status. Never raises for a job's
     own failure: the outcome is recorded on the row."""
+    return run_messages(crm, [message_id])[message_id]
+
+
+def _claim(crm: Crm, message_ids: list[int]) -> list[OutboxMessage]:
+    """Mark due rows running (a conditional UPDATE: a row is claimed by exactly one runner)."""
     with crm.db.transaction(unscoped=True) as session:
-        claimed = session.execute(
-            update(OutboxMessage)
-            .where(OutboxMessage.id == message_id,
-                   OutboxMessage.status.in_([OutboxStatus.PENDING.value, OutboxStatus.FAILED.value]))
-            .values(status=OutboxStatus.RUNNING.value, locked_until=utcnow() + dt.timedelta(minutes=5),
-                    attempts=OutboxMessage.attempts + 1)
-        ).rowcount
-        if not claimed:
-            return "skipped"
-        message = session.scalar(select(OutboxMessage).where(OutboxMessage.id == message_id))
-        session.expunge(message)
+        claimable = [OutboxStatus.PENDING.value, OutboxStatus.FAILED.value]
+        ids = list(session.scalars(
+            select(OutboxMessage.id).where(OutboxMessage.id.in_(message_ids), OutboxMessage.status.in_(claimable))
+        ))
+        claimed = []
+        for message_id in ids:
+            done = session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == message_id, OutboxMessage.status.in_(claimable))
+                .values(status=OutboxStatus.RUNNING.value, locked_until=utcnow() + dt.timedelta(minutes=5),
+                        attempts=OutboxMessage.attempts + 1)
+            ).rowcount
+            if done:
+                claimed.append(message_id)
+        messages = list(session.scalars(select(OutboxMessage).where(OutboxMessage.id.in_(claimed))
+                                        .order_by(OutboxMessage.id))) if claimed else []
+        session.expunge_all()
+    return messages
+
+
+def _run_one(crm: Crm, message: OutboxMessage, contexts: dict) -> tuple[OutboxStatus, dict[str, Any], float]:
     started = time.perf_counter()
     error: str | None = None
     discarded = False
     try:
         handler = HANDLERS[message.kind]
-        handler(crm, message)
+        if message.kind == "hook":
+            handler(crm, message, contexts=contexts)
+        else:
+            handler(crm, message)
     except JobDiscarded as exc:
         discarded, error = True, str(exc)
     except Exception as exc:  # recorded on the row; never propagates into the caller's request
@@ -120,37 +155,38 @@ def run_message(crm: Crm, message_id: int) -> str:
         log.warning("outbox job %s (%s %s) failed: %s", message.id, message.topic, message.plugin, error)
     duration_ms = (time.perf_counter() - started) * 1000
     if discarded:
-        status, values = OutboxStatus.DISCARDED, {"last_error": error}
-    elif error is None:
-        status, values = OutboxStatus.DONE, {"done_at": utcnow(), "last_error": None}
-    elif message.attempts >= message.max_attempts:
-        status, values = OutboxStatus.PARKED, {"last_error": error}
-    else:
-        status, values = OutboxStatus.FAILED, {
-            "last_error": error,
-            "next_attempt_at": utcnow() + dt.timedelta(seconds=backoff(message.attempts)),
-        }
+        return OutboxStatus.DISCARDED, {"last_error": error}, duration_ms
+    if error is None:
+        return OutboxStatus.DONE, {"done_at": utcnow(), "last_error": None}, duration_ms
+    if message.attempts >= message.max_attempts:
+        return OutboxStatus.PARKED, {"last_error": error}, duration_ms
+    return OutboxStatus.FAILED, {
+        "last_error": error,
+        "next_attempt_at": utcnow() + dt.timedelta(seconds=backoff(message.attempts)),
+    }, duration_ms
+
+
+def _record(crm: Crm, results: list[tuple[OutboxMessage, OutboxStatus, dict[str, Any], float]]) -> None:
+    if not results:
+        return
     with crm.db.transaction(unscoped=True) as session:
-        session.execute(
-            update(OutboxMessage).where(OutboxMessage.id == message.id)
-            .values(status=status.value, locked_until=None, last_duration_ms=duration_ms, **values)
-        )
-    return status.value
+        for message, status, values, duration_ms in results:
+            session.execute(
+                update(OutboxMessage).where(OutboxMessage.id == message.id)
+                .values(status=status.value, locked_until=None, last_duration_ms=duration_ms, **values)
+            )
 
 
-def run_hook_message(crm: Crm, message: OutboxMessage) -> None:
-    from crmcore.context import Context
-
+def run_hook_message(crm: Crm, message: OutboxMessage, contexts: dict | None = None) -> None:
+    """Run one plugin's react-hook in its own transaction. ``contexts`` reuses one Context per
+    (business, user) across a batch; a failing job's transaction is rolled back before the next."""
     impl = next((i for i in getattr(crm.registry.pm.hook, message.topic).get_hookimpls()
                  if i.plugin_name == message.plugin), None)
     if impl is None:
         raise LookupError(f"plugin {message.plugin!r} is not installed or no longer implements {message.topic}")
-    from crmcore.errors import PermissionDenied
-
-    try:
-        ctx = Context.open(crm, message.business_id, message.user_id, system=True)
-    except PermissionDenied:  # the user was deactivated after the change: the job still runs
-        ctx = Context.open(crm, message.business_id, None, system=True)
+    own = contexts is None
+    contexts = {} if contexts is None else contexts
+    ctx = _context_for(crm, message, contexts)
     try:
         if message.topic != "crm_after_plugin_disabled" and message.plugin not in ctx.hooks.enabled:
             raise JobDiscarded(f"plugin {message.plugin!r} was disabled for this business before the job ran")
@@ -159,8 +195,28 @@ def run_hook_message(crm: Crm, message: OutboxMessage) -> None:
         impl.function(*[kwargs[name] for name in impl.argnames])
         if ctx.session.in_transaction():
             ctx.session.commit()
+    except BaseException:
+        ctx.session.rollback()
+        ctx._pending.clear()
+        raise
     finally:
-        ctx.close()
+        if own:
+            ctx.close()
+
+
+def _context_for(crm: Crm, message: OutboxMessage, contexts: dict) -> Any:
+    from crmcore.context import Context
+    from crmcore.errors import PermissionDenied
+
+    key = (message.business_id, message.user_id)
+    ctx = contexts.get(key)
+    if ctx is None:
+        try:
+            ctx = Context.open(crm, message.business_id, message.user_id, system=True)
+        except PermissionDenied:  # the user was deactivated after the change: the job still runs
+            ctx = Context.open(crm, message.business_id, None, system=True)
+        contexts[key] = ctx
+    return ctx
 
 
 #: handlers by ``OutboxMessage.kind``; later features (email, sms, webhooks) add theirs

@@ -37,6 +37,8 @@ ENTRY_POINT_GROUP = "crmcore.plugins"
 DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("core-records", "crmcore.records.plugin"),
     ("core-parties", "crmcore.parties.plugin"),
+    ("core-timeline", "crmcore.timeline.plugin"),
+    ("core-settings", "crmcore.web.settings.plugin"),
 )
 
 
@@ -158,6 +160,11 @@ class PluginRegistry:
         if name in self.plugins:
             raise PluginLoadError(f"plugin {name!r} is already registered")
         info = info or _info_of(obj, name)
+        try:
+            hash(obj)
+        except TypeError as exc:  # pluggy's per-business subset callers keep plugins in sets
+            raise PluginLoadError(f"plugin {name!r}: the plugin object must be hashable (a module, a class "
+                                  f"or an instance of a plain class), not {type(obj).__name__}") from exc
         problems = self.contract_problems(name, obj, info)
         if problems:
             raise PluginLoadError(f"plugin {name!r}: " + "; ".join(problems))

@@ -23,25 +23,22 @@ if TYPE_CHECKING:
 def hooks_for(ctx: Context) -> HookRelay:
     """The hook relay of ctx's business as of now (what ``ctx.hooks`` returns).
 
-    Inside a use case the business's ``plugins_version`` is read once per transaction, so a
-    toggle committed by any process or any other open context is seen by the next transaction.
-    Outside a use case it is read on each call. Relays are cached per (business, version); a
-    transaction that toggled plugins itself gets an uncached relay from its own uncommitted rows
-    (caching it could outlive a rollback).
+    The business's ``plugins_version`` is read once per transaction of ``ctx.session`` (a use
+    case's, or the read transaction that reads outside use cases open and the next use case
+    ends), so a toggle committed by any process or any other open context is seen by the next
+    transaction. Relays are cached per (business, version); a transaction that toggled plugins
+    itself gets an uncached relay from its own uncommitted rows (caching it could outlive a
+    rollback).
     """
     registry = ctx.crm.registry
-    session = ctx._session
-    if ctx.in_use_case and session is not None and session.in_transaction():
-        tx = session.get_transaction()
-        if getattr(ctx, "_plugins_toggled_in", None) is tx:
-            return registry.make_relay(_enablement(registry, session, ctx.business_id)[1])
-        if getattr(ctx, "_plugins_read_in", None) is not tx:
-            ctx.business.plugins_version = _version(session, ctx.business_id)
-            ctx._plugins_read_in = tx
-        return _relay(registry, session, ctx)
-    with ctx.crm.db.session(ctx.business_id) as short:
-        ctx.business.plugins_version = _version(short, ctx.business_id)
-        return _relay(registry, short, ctx)
+    session = ctx.session
+    tx = session.get_transaction()
+    if tx is not None and getattr(ctx, "_plugins_toggled_in", None) is tx:
+        return registry.make_relay(_enablement(registry, session, ctx.business_id)[1])
+    if tx is None or getattr(ctx, "_plugins_read_in", None) is not tx:
+        ctx.business.plugins_version = _version(session, ctx.business_id)
+        ctx._plugins_read_in = session.get_transaction()
+    return _relay(registry, session, ctx)
 
 
 def _relay(registry: PluginRegistry, session: CrmSession, ctx: Context) -> HookRelay:
@@ -53,7 +50,11 @@ def _relay(registry: PluginRegistry, session: CrmSession, ctx: Context) -> HookR
 
 
 def _version(session: CrmSession, business_id: int) -> int:
-    version = session.scalar(select(Business.plugins_version).where(Business.id == business_id))
+    # a Core statement on the session's connection: read once per transaction on every use
+    # case, so it skips the ORM's statement machinery (businesses is not tenant-scoped)
+    version = session.connection().execute(
+        select(Business.__table__.c.plugins_version).where(Business.__table__.c.id == business_id)
+    ).scalar()
     if version is None:
         raise NotFound(f"business {business_id} no longer exists")
     return version
