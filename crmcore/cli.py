@@ -356,3 +356,7 @@ def demo(state: CliState, seed_only: bool, parties: int, host: str, port: int, w
     app = create_app(config)
     click.echo(f"open http://{host}:{port}/ and log in as the demo user above")
     run_server(app, host=host, port=port, workers=workers)
+
+
+if __name__ == "__main__":  # python -m crmcore.cli
+    main()

@@ -6,7 +6,7 @@ import datetime as dt
 from typing import TYPE_CHECKING
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from crmcore.audit import service as audit
 from crmcore.auth.models import ApiToken, User
@@ -158,14 +158,18 @@ def context_for_token(crm: Crm, token: str) -> Context:
     if len(parts) < 3 or parts[0] != "crm":
         raise failure
     prefix = parts[1]
-    with crm.db.transaction(unscoped=True) as session:
+    with crm.db.transaction(unscoped=True, write=False) as session:
         row = session.scalar(select(ApiToken).where(ApiToken.prefix == prefix))
         if row is None or row.revoked_at is not None or not digest_matches(token, row.token_hash):
             raise failure
-        if row.expires_at is not None and row.expires_at <= utcnow():
+        now = utcnow()
+        if row.expires_at is not None and row.expires_at <= now:
             raise failure
-        row.last_used_at = utcnow()
-        business_id, user_id = row.business_id, row.user_id
+        stale = row.last_used_at is None or now - row.last_used_at > dt.timedelta(minutes=1)
+        token_id, business_id, user_id = row.id, row.business_id, row.user_id
+    if stale:  # at most one short write a minute per token: API reads stay reads
+        with crm.db.transaction(unscoped=True) as session:
+            session.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now))
     try:
         return Context.open(crm, business_id, user_id)
     except (NotFound, PermissionDenied) as exc:

@@ -399,6 +399,18 @@ def get_contact(ctx: Context, contact_id: int) -> Contact:
 
 
 @use_case(Role.READ_ONLY, write=False)
+def contact_details(ctx: Context, contact_id: int) -> dict[str, Any]:
+    """What a contact's page shows: the contact, its party (None when unassigned) and its
+    mechanisms, one query each."""
+    contact = get_or_404(ctx, Contact, contact_id, "contact")
+    party = ctx.session.get(Party, contact.party_id) if contact.party_id is not None else None
+    mechanisms = list(ctx.session.scalars(
+        select(ContactMechanism).where(ContactMechanism.contact_id == contact.id)
+        .order_by(ContactMechanism.kind, ContactMechanism.position, ContactMechanism.id)))
+    return {"contact": contact, "party": party, "mechanisms": mechanisms}
+
+
+@use_case(Role.READ_ONLY, write=False)
 def list_contacts(ctx: Context, *, party_id: int | None = None, unassigned: bool = False, q: str | None = None,
                   include_archived: bool = False, cursor: str | None = None, limit: int | None = 50) -> Page[Contact]:
     """One keyset page of contacts by name. ``extra`` holds ``mechanisms`` ({contact_id: [...]})

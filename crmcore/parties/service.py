@@ -30,6 +30,7 @@ from crmcore.parties.contacts import (  # re-exported: one module for callers
     add_address,
     add_mechanism,
     archive_contact,
+    contact_details,
     create_contact,
     get_contact,
     list_contacts,
@@ -616,8 +617,8 @@ def find_duplicates(ctx: Context, *, name: str | None = None, email: str | None 
 
 
 __all__ = [
-    "PartyMerge", "add_address", "add_mechanism", "add_tags", "archive_contact", "archive_party", "create_contact",
-    "create_party", "find_duplicates", "get_contact", "get_party", "list_contacts", "list_parties",
+    "PartyMerge", "add_address", "add_mechanism", "add_tags", "archive_contact", "archive_party", "contact_details",
+    "create_contact", "create_party", "find_duplicates", "get_contact", "get_party", "list_contacts", "list_parties",
     "merge_parties", "merge_preview", "move_contact", "party_details", "remove_address", "remove_mechanism",
     "remove_tag", "seed_defaults", "set_prospect_status", "set_sales_reps", "unarchive_contact",
     "unarchive_party", "update_address", "update_contact", "update_mechanism", "update_party",

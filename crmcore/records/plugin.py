@@ -49,3 +49,30 @@ def crm_record_defaults(ctx: Context, record_type: str, source: Record | None,
         if party.currency:
             out.setdefault("currency", party.currency)
     return out or None
+
+
+@hookimpl
+def crm_register_blueprints(app: Any) -> list[Any]:
+    """The records pages: the deals board, record lists, the record page and its forms."""
+    from crmcore.records.views import bp
+
+    return [bp]
+
+
+@hookimpl
+def crm_admin_menu(ctx: Context) -> list[dict[str, Any]] | None:
+    """Deals open on the board; leads and incidents on their lists. The URLs carry the record
+    type, so they are built here, while a page renders; outside a request (no pages) there is
+    no menu."""
+    from flask import has_request_context, url_for
+
+    if not has_request_context():
+        return None
+    return [
+        {"label": "Deals", "url": url_for("records.board", record_type="deal"), "endpoint": "records.board",
+         "order": 30, "section": "main"},
+        {"label": "Leads", "url": url_for("records.list", record_type="lead"), "endpoint": "records.list",
+         "order": 40, "section": "main"},
+        {"label": "Incidents", "url": url_for("records.list", record_type="incident"),
+         "endpoint": "records.list", "order": 50, "section": "main"},
+    ]

@@ -656,7 +656,8 @@ def record_panels(ctx: Context, record_id: int) -> list[dict[str, Any]]:
 @use_case(Role.READ_ONLY, write=False)
 def list_records(ctx: Context, *, record_type: str | None = None, filters: Mapping[str, Any] | None = None,
                  cursor: str | None = None, limit: int | None = 50, sort: str = "-created") -> Page[Record]:
-    """One keyset page of records (not archived unless ``include_archived``) with a capped total.
+    """One keyset page of records (not archived unless ``include_archived``) with a capped total;
+    ``extra["parties"]`` maps the page's party ids to their parties (one query).
 
     ``filters``: ``status``, ``pipeline_id``, ``stage_id``, ``party_id``, ``contact_id``,
     ``owner_id``, ``q`` (title prefix, any case), ``custom`` ({key: value}; needs ``record_type``).
@@ -689,6 +690,9 @@ def list_records(ctx: Context, *, record_type: str | None = None, filters: Mappi
     order = [getattr(Record, column)] + ([Record.id] if column != "id" else [])
     page = keyset_page(ctx.session, stmt, order, cursor=cursor, limit=limit, descending=descending)
     page.total = capped_count(ctx.session, stmt)
+    party_ids = {r.party_id for r in page.items if r.party_id is not None}
+    page.extra["parties"] = ({p.id: p for p in ctx.session.scalars(select(Party).where(Party.id.in_(party_ids)))}
+                             if party_ids else {})
     return page
 
 

@@ -393,7 +393,8 @@ def my_actions(ctx: Context, *, user_id: int | None = None, now: dt.datetime | N
     """Open reminders of a user (default: the acting one) in three lists, earliest due first:
     ``overdue`` (due before today), ``today`` and ``upcoming`` (the next 7 days). "Today" is the
     calendar day in ``tz`` (an IANA name; default: the business's time zone). Each list holds at
-    most 200; ``more[<list>]`` says when there are more."""
+    most 200; ``more[<list>]`` says when there are more. ``parties`` and ``records`` map the ids
+    the reminders are about to their rows (one query each), so a page can link them by name."""
     zone = _zone(tz, ctx)
     now = now or utcnow()
     if now.tzinfo is None:
@@ -418,7 +419,19 @@ def my_actions(ctx: Context, *, user_id: int | None = None, now: dt.datetime | N
         rows = list(ctx.session.scalars(stmt.order_by(Reminder.due_at, Reminder.id).limit(ACTIONS_CAP + 1)))
         out[name] = rows[:ACTIONS_CAP]
         out["more"][name] = len(rows) > ACTIONS_CAP
+    out["parties"], out["records"] = _subjects(ctx, [r for name in ("overdue", "today", "upcoming")
+                                                     for r in out[name]])
     return out
+
+
+def _subjects(ctx: Context, reminders: list[Reminder]) -> tuple[dict[int, Party], dict[int, Record]]:
+    """The parties and records ``reminders`` are about, one IN query per table (no N+1)."""
+    party_ids = {r.party_id for r in reminders if r.party_id is not None}
+    record_ids = {r.record_id for r in reminders if r.record_id is not None}
+    parties = {p.id: p for p in ctx.session.scalars(select(Party).where(Party.id.in_(party_ids)))} if party_ids else {}
+    records = {r.id: r for r in ctx.session.scalars(select(Record).where(Record.id.in_(record_ids)))} \
+        if record_ids else {}
+    return parties, records
 
 
 def _local_midnight(day: dt.date, zone: ZoneInfo) -> dt.datetime:

@@ -37,10 +37,12 @@ def create_app(config: Config | None = None, *, crm: Crm | None = None, testing:
     csrf.init_app(app)
 
     from crmcore.web import auth, errors, pages, requestctx, security
+    from crmcore.web.api import init_api
 
     requestctx.init_app(app)
     security.init_app(app)
     errors.init_app(app)
+    csrf.exempt(init_api(app))  # the API authenticates with bearer tokens, not session cookies
     pages.init_app(app)
     app.register_blueprint(auth.bp)
     _register_plugin_blueprints(app, crm)

@@ -15,11 +15,16 @@ def wants_json() -> bool:
     return request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json"
 
 
-def problem(status: int, title: str, detail: str | None = None, errors: dict[str, Any] | None = None,
-            code: str | None = None) -> Any:
-    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
-    if detail:
-        body["detail"] = detail
+def problem(status: int, message: str, errors: dict[str, Any] | None = None, code: str | None = None) -> Any:
+    """An RFC 9457 problem document: ``title`` is the status phrase, ``detail`` the message (the
+    same shape as the API's own errors)."""
+    from http import HTTPStatus
+
+    try:
+        title = HTTPStatus(status).phrase
+    except ValueError:
+        title = "Error"
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": message}
     if code:
         body["code"] = code
     if errors:

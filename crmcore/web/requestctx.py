@@ -60,7 +60,7 @@ def init_app(app: Flask) -> None:
 def _open_context() -> Any:
     if request.endpoint is None or request.endpoint in PUBLIC_ENDPOINTS:
         return None
-    if request.blueprint == "api":
+    if request.blueprint in ("api", "api-docs"):
         return None  # the API authenticates with tokens (crmcore.web.api)
     if not current_user.is_authenticated:
         return login_manager.unauthorized()
