@@ -18,6 +18,7 @@ from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy.types import TypeDecorator
 
 from crmcore.errors import ValidationFailed
 
@@ -62,11 +63,11 @@ def _encode_value(value: Any) -> Any:
 def _decode_value(value: Any) -> Any:
     if isinstance(value, dict):
         if "dt" in value:
-            return dt.datetime.fromisoformat(value["dt"])
+            return dt.datetime.fromisoformat(str(value["dt"]))
         if "d" in value:
-            return dt.date.fromisoformat(value["d"])
+            return dt.date.fromisoformat(str(value["d"]))
         if "dec" in value:
-            return Decimal(value["dec"])
+            return Decimal(str(value["dec"]))
     return value
 
 
@@ -83,8 +84,43 @@ def decode_cursor(cursor: str, size: int) -> list[Any]:
         if not isinstance(values, list) or len(values) != size:
             raise ValueError("wrong size")
         return [_decode_value(v) for v in values]
-    except (ValueError, binascii.Error, TypeError, UnicodeDecodeError) as exc:
+    except (ValueError, binascii.Error, TypeError, UnicodeDecodeError, ArithmeticError) as exc:
         raise ValidationFailed("invalid page cursor", {"cursor": ["not a cursor from this list"]}) from exc
+
+
+_INT64 = 2**63 - 1
+
+
+def check_cursor_values(order: Sequence[Any], values: Sequence[Any]) -> None:
+    """Each value of a decoded cursor must fit its sort column's type: a cursor is user input
+    (it travels in URLs), and a wrong type would otherwise fail in the driver as a 500."""
+    invalid = ValidationFailed("invalid page cursor", {"cursor": ["not a cursor from this list"]})
+    for column, value in zip(order, values, strict=True):
+        column_type = getattr(column, "type", None)
+        if isinstance(column_type, TypeDecorator):
+            column_type = column_type.impl_instance
+        try:
+            expected = column_type.python_type
+        except (NotImplementedError, AttributeError):
+            continue
+        if value is None:
+            raise invalid
+        if expected is bool:
+            ok = isinstance(value, bool)
+        elif expected is int:
+            ok = isinstance(value, int) and not isinstance(value, bool) and -_INT64 <= value <= _INT64
+        elif expected is Decimal:
+            ok = isinstance(value, Decimal | int) and not isinstance(value, bool)
+        elif expected is dt.datetime:
+            ok = isinstance(value, dt.datetime) and value.tzinfo is not None
+        elif expected is dt.date:
+            ok = isinstance(value, dt.date) and not isinstance(value, dt.datetime)
+        elif expected is str:
+            ok = isinstance(value, str) and len(value) <= 1000 and "\x00" not in value
+        else:
+            ok = isinstance(value, expected)
+        if not ok:
+            raise invalid
 
 
 def clamp_limit(limit: int | None) -> int:
@@ -108,6 +144,7 @@ def keyset_page(session: Any, stmt: Select, order: Sequence[Any], *, cursor: str
     limit = clamp_limit(limit)
     if cursor:
         values = decode_cursor(cursor, len(order))
+        check_cursor_values(order, values)
         stmt = stmt.where(after(order, values, descending))
     stmt = stmt.order_by(*[c.desc() if descending else c.asc() for c in order]).limit(limit + 1)
     rows = list(session.scalars(stmt)) if key is None or callable(key) else list(session.execute(stmt))
