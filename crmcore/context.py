@@ -100,15 +100,6 @@ class Context:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def reload_business(self) -> None:
-        """Re-read the business row (after its plugin enablement changed)."""
-        with self.crm.db.session() as session:
-            biz = session.get(Business, self.business_id)
-            if biz is None:
-                raise NotFound(f"business {self.business_id} no longer exists")
-            session.expunge(biz)
-        self.business = biz
-
     # -- roles -------------------------------------------------------------------------
 
     def require(self, role: Role) -> None:

@@ -297,9 +297,6 @@ class Database:
         return self.engine.dialect.name
 
     def session(self, business_id: int | None = None, *, unscoped: bool = False) -> CrmSession:
-        if business_id is None and not unscoped:
-            # allowed: a session for install-wide tables (users, businesses); tenant rows are refused
-            pass
         return self._factory(info={"business_id": business_id, "unscoped": unscoped})
 
     @contextmanager

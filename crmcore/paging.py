@@ -116,11 +116,19 @@ def check_cursor_values(order: Sequence[Any], values: Sequence[Any]) -> None:
         elif expected is dt.date:
             ok = isinstance(value, dt.date) and not isinstance(value, dt.datetime)
         elif expected is str:
-            ok = isinstance(value, str) and len(value) <= 1000 and "\x00" not in value
+            ok = isinstance(value, str) and len(value) <= 1000 and "\x00" not in value and _encodable(value)
         else:
             ok = isinstance(value, expected)
         if not ok:
             raise invalid
+
+
+def _encodable(value: str) -> bool:
+    try:
+        value.encode("utf-8")  # a lone surrogate cannot reach a database
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def clamp_limit(limit: int | None) -> int:

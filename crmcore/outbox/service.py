@@ -221,12 +221,3 @@ def _context_for(crm: Crm, message: OutboxMessage, contexts: dict) -> Any:
 
 #: handlers by ``OutboxMessage.kind``; later features (email, sms, webhooks) add theirs
 HANDLERS: dict[str, Any] = {"hook": run_hook_message}
-
-
-def pending_count(ctx: Context) -> int:
-    from sqlalchemy import func
-
-    return ctx.session.scalar(
-        select(func.count()).select_from(OutboxMessage)
-        .where(OutboxMessage.status.in_([OutboxStatus.PENDING.value, OutboxStatus.FAILED.value]))
-    ) or 0

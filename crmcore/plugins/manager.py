@@ -16,7 +16,6 @@ import logging
 import os
 import threading
 import time
-import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -319,9 +318,6 @@ class PluginRegistry:
 
     # -- per-business dispatch -----------------------------------------------------------
 
-    def default_enabled(self) -> frozenset[str]:
-        return frozenset(n for n, p in self.plugins.items() if p.essential or p.info.enabled_by_default)
-
     def relay(self, business_id: int, version: int, enabled: frozenset[str] | None = None) -> HookRelay:
         key = (business_id, version, self.generation)
         relay = self._relays.get(key)
@@ -396,7 +392,3 @@ def reset_registry(registry: PluginRegistry | None = None) -> None:
     """Replace the process-wide registry (tests, and ``crm`` after installing plugins)."""
     global _registry
     _registry = registry
-
-
-def format_exception(exc: BaseException) -> str:
-    return "".join(traceback.format_exception_only(type(exc), exc)).strip()

@@ -80,11 +80,6 @@ def _enabled_names(registry: PluginRegistry, states: dict[str, bool]) -> frozens
                      if plugin.essential or states.get(name, plugin.info.enabled_by_default))
 
 
-def enabled_plugin_names(ctx: Context) -> frozenset[str]:
-    """Plugins active in ctx's business (see :func:`hooks_for`)."""
-    return hooks_for(ctx).enabled
-
-
 @dataclass(frozen=True)
 class PluginState:
     name: str

@@ -15,7 +15,7 @@ from crm_example_plugin.schemas import ExampleSettings
 from crmcore import PluginInfo, hookimpl
 
 if TYPE_CHECKING:
-    from crmcore.context import Context
+    from crmcore import Context
 
 PLUGIN = PluginInfo(
     title="Example plugin",

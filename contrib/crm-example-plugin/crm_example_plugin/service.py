@@ -13,7 +13,7 @@ from crm_example_plugin.models import WelcomeLogEntry
 from crmcore import Veto
 
 if TYPE_CHECKING:
-    from crmcore.context import Context
+    from crmcore import Context
 
 ENABLED_MESSAGE = "Example plugin enabled"
 WON_NEEDS_AMOUNT = "Example plugin: a won deal needs an amount"

@@ -10,7 +10,7 @@ from crm_plugin_template.schemas import PluginTemplateSettings
 from crmcore import PluginInfo, hookimpl
 
 if TYPE_CHECKING:
-    from crmcore.context import Context
+    from crmcore import Context
 
 PLUGIN = PluginInfo(
     title="Plugin template",

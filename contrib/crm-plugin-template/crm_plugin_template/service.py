@@ -11,7 +11,7 @@ from crm_plugin_template.models import PluginTemplateWin
 from crmcore.timeline.service import log_event
 
 if TYPE_CHECKING:
-    from crmcore.context import Context
+    from crmcore import Context
 
 
 def remember_win(ctx: Context, record: Any) -> PluginTemplateWin:

@@ -11,12 +11,10 @@ from crmcore.web.api import schemas as out
 from crmcore.web.api.blueprint import ID, body, bp, ctx, query, reads, route, writes
 from crmcore.web.api.parties import mechanism_out
 from crmcore.web.api.schemas import (
-    CONTACT_CURSOR,
     ContactListQuery,
     ContactMoveInput,
     ContactPageSchema,
     ContactSchema,
-    check_cursor,
 )
 
 TAG = "contacts"
@@ -43,7 +41,6 @@ def list_contacts(args: dict[str, Any]) -> dict[str, Any]:
     By name; of one party (`party_id`), or the ones not at any party (`unassigned=true`), each
     with its mechanisms. No total is counted (`total` is null).
     """
-    check_cursor(args.get("cursor"), CONTACT_CURSOR)
     page = service.list_contacts(ctx(), party_id=args.get("party_id"), unassigned=args.get("unassigned", False),
                                  q=args.get("q"), include_archived=args["include_archived"],
                                  cursor=args.get("cursor"), limit=args.get("limit"))

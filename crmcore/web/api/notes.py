@@ -8,7 +8,7 @@ from crmcore.timeline import service
 from crmcore.timeline.models import Note
 from crmcore.timeline.schemas import NoteCreate
 from crmcore.web.api.blueprint import body, bp, ctx, query, reads, route, writes
-from crmcore.web.api.schemas import FEED_CURSOR, NoteListQuery, NotePageSchema, NoteSchema, check_cursor
+from crmcore.web.api.schemas import NoteListQuery, NotePageSchema, NoteSchema
 
 TAG = "notes"
 
@@ -27,7 +27,6 @@ def list_notes(args: dict[str, Any]) -> dict[str, Any]:
 
     Newest first; give exactly one of `party_id` and `record_id`. No total is counted.
     """
-    check_cursor(args.get("cursor"), FEED_CURSOR)
     page = service.feed(ctx(), party_id=args.get("party_id"), record_id=args.get("record_id"), kinds=["note"],
                         cursor=args.get("cursor"), limit=args.get("limit"))
     notes = page.extra["refs"].get("note", {})

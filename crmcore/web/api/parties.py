@@ -19,12 +19,10 @@ from crmcore.web.api import schemas as out
 from crmcore.web.api.blueprint import ID, body, bp, ctx, no_body, query, reads, route, writes
 from crmcore.web.api.schemas import (
     CUSTOM_PREFIX,
-    PARTY_CURSORS,
     PartyDetailSchema,
     PartyListQuery,
     PartyPageSchema,
     ProspectStatusInput,
-    check_cursor,
 )
 
 TAG = "parties"
@@ -91,7 +89,6 @@ def list_parties(args: dict[str, Any]) -> dict[str, Any]:
     with `custom.<key>=value` (e.g. `custom.industry=retail`).
     """
     cursor, limit, sort = args.pop("cursor", None), args.pop("limit", None), args.pop("sort")
-    check_cursor(cursor, PARTY_CURSORS[sort])
     custom = custom_filters()
     if custom:
         args["custom"] = custom

@@ -11,7 +11,6 @@ from crmcore.records.schemas import RecordCreateSchema, RecordUpdateSchema
 from crmcore.web.api.blueprint import ID, body, bp, ctx, query, reads, route, writes
 from crmcore.web.api.parties import custom_filters, total
 from crmcore.web.api.schemas import (
-    RECORD_CURSORS,
     CloseLostInput,
     CloseWonInput,
     RecordCreateInput,
@@ -20,7 +19,6 @@ from crmcore.web.api.schemas import (
     RecordSchema,
     ReopenInput,
     StageMoveInput,
-    check_cursor,
     money_text,
 )
 
@@ -51,7 +49,6 @@ def list_records(args: dict[str, Any]) -> dict[str, Any]:
     """
     record_type = args.pop("type", None)
     cursor, limit, sort = args.pop("cursor", None), args.pop("limit", None), args.pop("sort")
-    check_cursor(cursor, RECORD_CURSORS[sort])
     custom = custom_filters()
     if custom:
         args["custom"] = custom

@@ -9,7 +9,6 @@ itself, so the API never becomes a second source of rules.
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 from collections.abc import Mapping
 from decimal import Decimal
@@ -18,13 +17,13 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from crmcore.errors import ValidationFailed
-from crmcore.paging import MAX_LIMIT, decode_cursor
+from crmcore.paging import MAX_LIMIT
 from crmcore.parties.models import PARTY_KINDS
 from crmcore.parties.schemas import SORTS as PARTY_SORTS
 from crmcore.parties.schemas import OptionRef
 from crmcore.records.models import RECORD_STATUSES
 from crmcore.records.schemas import TEXT_MAX, Id, RecordCreateSchema, Trimmed
+from crmcore.records.service import SORTS as RECORD_SORTS
 from crmcore.web.api.blueprint import MAX_ID
 
 #: the deepest nesting a JSON body may have
@@ -90,36 +89,6 @@ def _add(errors: dict[Any, Any], path: tuple[Any, ...], message: str) -> None:
     node.setdefault(path[-1], []).append(message)
 
 
-def check_cursor(cursor: str | None, kinds: tuple[type, ...]) -> None:
-    """Refuse a cursor whose values do not fit the sort it is used with (tampered, or from
-    another sort order) before it reaches a query: a clear 422 instead of a database error."""
-    if not cursor:
-        return
-    values = decode_cursor(cursor, len(kinds))
-    for value, kind in zip(values, kinds, strict=True):
-        if not _fits(value, kind):
-            raise ValidationFailed("invalid page cursor", {"cursor": ["not a cursor of this list and sort order"]})
-
-
-def _fits(value: Any, kind: type) -> bool:
-    if kind is int:
-        return isinstance(value, int) and not isinstance(value, bool) and abs(value) <= MAX_ID
-    if kind is str:
-        return isinstance(value, str) and len(value) <= 1000 and text_problem(value) is None
-    if kind is dt.datetime:
-        return isinstance(value, dt.datetime) and value.tzinfo is not None
-    return isinstance(value, kind)
-
-
-#: value types of a cursor, per sort order (parties sort "-created" by date, records by id)
-PARTY_CURSORS: dict[str, tuple[type, ...]] = {"name": (str, int), "-created": (dt.datetime, int),
-                                              "-updated": (dt.datetime, int)}
-RECORD_CURSORS: dict[str, tuple[type, ...]] = {
-    "created": (int,), "-created": (int,), "updated": (dt.datetime, int), "-updated": (dt.datetime, int),
-    "title": (str, int), "-title": (str, int),
-}
-CONTACT_CURSOR = (str, int)
-FEED_CURSOR = (dt.datetime, int)
 
 
 # --------------------------------------------------------------------------------------------
@@ -435,7 +404,7 @@ class RecordListQuery(PageQuery):
     owner_id = ApiId()
     q = Text(300, metadata={"description": "title prefix, any case"})
     include_archived = fields.Boolean(load_default=False)
-    sort = fields.String(validate=validate.OneOf(tuple(RECORD_CURSORS)), load_default="-created")
+    sort = fields.String(validate=validate.OneOf(tuple(RECORD_SORTS)), load_default="-created")
 
 
 class PipelineListQuery(QuerySchema):
