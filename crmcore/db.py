@@ -209,7 +209,7 @@ def _apply_scope(state: Any) -> None:
     touched = [m for m in state.all_mappers if m in tenant]
     if not touched and state.is_select:
         # ``select(func.count()).select_from(Party)`` names its entity only in FROM
-        touched = [m for m in _from_mappers(state.statement) if m in tenant]
+        touched = _from_mappers(state.statement, tenant, first=session.info.get("business_id") is not None)
     if not touched and not state.is_relationship_load:
         return
     business_id = session.info.get("business_id")
@@ -237,16 +237,23 @@ def _scope_options(business_id: int) -> tuple[Any, ...]:
     return options
 
 
-def _from_mappers(statement: Any) -> list[Any]:
-    """Mappers of the ORM entities in a SELECT's FROM clause (joins included)."""
-    from sqlalchemy.sql.util import surface_selectables
+def _from_mappers(statement: Any, tenant: frozenset[Any], *, first: bool = False) -> list[Any]:
+    """Mappers of the ORM entities anywhere in a statement whose top level names none:
+    ``select(func.count()).select_from(Party)``, a count over a subquery of a page query, a CTE,
+    a scalar subquery. Walks the expression tree (only for these statements: an ordinary ORM
+    select names its entities at the top and never gets here); ``first`` stops at the first
+    tenant mapper (enough to know the scope applies)."""
+    from sqlalchemy.sql.visitors import iterate
 
     out = []
-    for from_ in getattr(statement, "get_final_froms", list)():
-        for selectable in surface_selectables(from_):
-            mapper = getattr(selectable, "_annotations", {}).get("parententity")
-            if mapper is not None:
-                out.append(mapper)
+    seen: set[int] = set()
+    for element in iterate(statement):
+        mapper = getattr(element, "_annotations", {}).get("parententity")
+        if mapper is not None and mapper in tenant and id(mapper) not in seen:
+            seen.add(id(mapper))
+            out.append(mapper)
+            if first:
+                break
     return out
 
 

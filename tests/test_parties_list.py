@@ -116,11 +116,14 @@ def test_sorts_and_bad_cursors(ctx):
         ps.list_parties(ctx, limit=0)
 
 
-def test_count_covers_all_pages(ctx):
+def test_count_covers_all_pages(ctx, other_ctx):
     for i in range(4):
         ps.create_party(ctx, {"name": f"p{i}"})
+    for i in range(3):  # another business's parties are not counted (they once were)
+        ps.create_party(other_ctx, {"name": f"p{i}"})
     page = ps.list_parties(ctx, limit=2)
     assert (page.total.value, page.total.capped) == (4, False)
+    assert ps.list_parties(other_ctx, limit=2).total.value == 3
     assert ps.list_parties(ctx, with_count=False).total is None
 
 

@@ -81,6 +81,37 @@ def test_count_naming_entity_only_in_from_is_scoped(ctx, other_ctx):
     assert n == 1
 
 
+@pytest.mark.parametrize("shape", ["subquery", "nested", "cte", "scalar"])
+def test_selects_over_subqueries_are_scoped(ctx, other_ctx, shape):
+    """A tenant entity inside a subquery (the capped count of a list page wraps the page query)
+    gets the scope too: once, a page's total counted every business's rows."""
+    from sqlalchemy import func
+
+    _option(ctx, "mine")
+    _option(other_ctx, "theirs")
+    inner = select(ChoiceOption).where(ChoiceOption.list_key == "test")
+    if shape == "subquery":
+        stmt = select(func.count()).select_from(inner.limit(10).subquery())
+    elif shape == "nested":
+        stmt = select(func.count()).select_from(select(inner.subquery()).subquery())
+    elif shape == "cte":
+        stmt = select(func.count()).select_from(inner.cte())
+    else:
+        stmt = select(select(func.count()).select_from(ChoiceOption)
+                      .where(ChoiceOption.list_key == "test").scalar_subquery())
+    assert ctx.session.scalar(stmt) == 1
+    assert other_ctx.session.scalar(stmt) == 1
+
+
+def test_count_over_a_subquery_without_scope_is_refused(crm, business):
+    from sqlalchemy import func
+
+    session = crm.db.session()
+    with pytest.raises(ScopeError):
+        session.scalar(select(func.count()).select_from(select(ChoiceOption).subquery()))
+    session.close()
+
+
 def test_count_without_scope_is_refused(crm, business):
     from sqlalchemy import func
 
