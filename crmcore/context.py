@@ -21,6 +21,7 @@ from crmcore.db import CrmSession, begin_write
 from crmcore.errors import Conflict, CrmError, NotFound, PermissionDenied
 from crmcore.plugins import calls
 from crmcore.plugins.manager import HookRelay
+from crmcore.tenancy import config as _config  # noqa: F401  (its listeners bump config_version in every process)
 from crmcore.tenancy.models import Business, Membership, Role
 
 if TYPE_CHECKING:
@@ -45,7 +46,10 @@ class Context:
         self.role = role
         self._session: CrmSession | None = None
         self._depth = 0
-        self._pending: list[Any] = []
+        #: ids of the outbox rows this transaction queued, run after commit when inline
+        self._pending: list[int] = []
+        #: the transaction in which ``business.plugins_version`` and ``config_version`` were read
+        self._versions_read_in: Any = None
 
     # -- opening -----------------------------------------------------------------------
 
@@ -158,7 +162,7 @@ class Context:
         from crmcore.outbox.service import run_messages
 
         try:
-            run_messages(self.crm, [m.id for m in pending])
+            run_messages(self.crm, pending)
         except Exception:  # the write is committed; the worker retries what did not run
             log.exception("running react-hook jobs inline failed; the worker will pick them up")
 

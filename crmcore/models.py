@@ -6,6 +6,7 @@ from crmcore.fields.models import *  # noqa: F401,F403
 from crmcore.lists.models import *  # noqa: F401,F403
 from crmcore.numbering.models import *  # noqa: F401,F403
 from crmcore.outbox.models import *  # noqa: F401,F403
+from crmcore.parties import search as _party_search  # noqa: F401  (registers the search index DDL)
 from crmcore.parties.models import *  # noqa: F401,F403
 from crmcore.pipelines.models import *  # noqa: F401,F403
 from crmcore.plugins.models import *  # noqa: F401,F403

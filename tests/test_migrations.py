@@ -13,6 +13,7 @@ from sqlalchemy.engine import make_url
 
 from crmcore.db import Base, import_models, make_engine
 from crmcore.migrations.runner import status, upgrade
+from crmcore.parties.search import alembic_include_name
 
 
 @pytest.fixture
@@ -39,7 +40,7 @@ def empty_engine(tmp_path):
 def _diff(engine):
     import_models()
     with engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        context = MigrationContext.configure(conn, opts={"compare_type": True, "include_name": alembic_include_name})
         diffs = compare_metadata(context, Base.metadata)
     # PostgreSQL-only indexes are declared with ddl_if; autogenerate compares them on SQLite too
     pg_only = {ix.name for t in Base.metadata.tables.values() for ix in t.indexes

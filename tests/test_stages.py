@@ -7,13 +7,13 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
-from sqlalchemy import func, select, update
+from sqlalchemy import func, inspect, select, update
 
 from crmcore import Veto, hookimpl
 from crmcore.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from crmcore.lists.models import ChoiceOption
 from crmcore.pipelines import service as pipelines
-from crmcore.pipelines.models import StageChange
+from crmcore.pipelines.models import Stage, StageChange
 from crmcore.records import service as records
 from crmcore.records.models import Record, RecordLink
 from crmcore.timeline.models import TimelineEvent
@@ -24,7 +24,10 @@ def _sales(ctx):
 
 
 def _stage(pipeline, name):
-    return next(s for s in pipeline.stages if s.name == name)
+    """The stage ``name`` of ``pipeline``, read again: a use case expires what earlier ones
+    loaded, and a stage move no longer reloads the pipeline rows (they come from the cache)."""
+    session = inspect(pipeline).session
+    return session.scalars(select(Stage).where(Stage.pipeline_id == pipeline.id, Stage.name == name)).one()
 
 
 def _history_count(ctx, record_id):

@@ -9,8 +9,11 @@ type's plugin was disabled, are kept as stored but cannot be written.
 
 from __future__ import annotations
 
+import copy
+import datetime as dt
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import marshmallow as ma
@@ -26,6 +29,7 @@ from crmcore.fields.base import FieldEnv, FieldType, is_empty, to_json, using_en
 from crmcore.fields.models import FieldDefinition
 from crmcore.fields.schemas import FieldDefinitionSchema, FieldUpdateSchema
 from crmcore.plugins.drivers import available, load_group
+from crmcore.tenancy.config import cached
 from crmcore.tenancy.models import Role
 
 if TYPE_CHECKING:
@@ -95,7 +99,7 @@ def get_field_type(ctx: Context, type_key: str) -> FieldType:
     return _instance(type_key, driver.obj)
 
 
-def _drivers(ctx: Context, definitions: Iterable[FieldDefinition]) -> dict[str, FieldType | None]:
+def _drivers(ctx: Context, definitions: Iterable[AnyDefinition]) -> dict[str, FieldType | None]:
     """key -> type driver, None where the type is not available in this business."""
     usable = available(ctx, GROUP)
     out: dict[str, FieldType | None] = {}
@@ -112,10 +116,50 @@ def field_env(ctx: Context, party_names: Mapping[int, str] | None = None) -> Fie
 
 
 def _definitions(ctx: Context, target: str, *, include_archived: bool = True) -> list[FieldDefinition]:
+    """The ORM rows (admin use cases that change them); reads use :func:`field_specs`."""
     stmt = select(FieldDefinition).where(FieldDefinition.target == target)
     if not include_archived:
         stmt = stmt.where(FieldDefinition.archived_at.is_(None))
     return list(ctx.session.scalars(stmt.order_by(FieldDefinition.position, FieldDefinition.id)))
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """A field definition as the configuration cache keeps it: the columns of
+    :class:`FieldDefinition`, which is what field types read (``options`` is shared: read only)."""
+
+    id: int
+    target: str
+    key: str
+    label: str
+    type: str
+    options: dict[str, Any]
+    required: bool
+    position: int
+    help_text: str | None
+    archived_at: dt.datetime | None
+
+
+def _load_specs(ctx: Context) -> dict[str, tuple[FieldSpec, ...]]:
+    rows = ctx.session.scalars(select(FieldDefinition).order_by(
+        FieldDefinition.target, FieldDefinition.position, FieldDefinition.id))
+    out: dict[str, list[FieldSpec]] = {}
+    for d in rows:
+        out.setdefault(d.target, []).append(FieldSpec(
+            d.id, d.target, d.key, d.label, d.type, copy.deepcopy(d.options or {}), d.required, d.position,
+            d.help_text, d.archived_at))
+    return {target: tuple(specs) for target, specs in out.items()}
+
+
+#: what field types are given: the ORM row (admin paths) or its cached snapshot (every write)
+AnyDefinition = FieldDefinition | FieldSpec
+
+
+def field_specs(ctx: Context, target: str, *, include_archived: bool = True) -> list[FieldSpec]:
+    """``target``'s field definitions by position, from the business's configuration cache (no
+    statement while the definitions are unchanged; :mod:`crmcore.tenancy.config`)."""
+    specs = cached(ctx, "field_definitions", _load_specs).get(target, ())
+    return [s for s in specs if include_archived or s.archived_at is None]
 
 
 def _load(schema: ma.Schema, data: Any, message: str, **kwargs: Any) -> dict[str, Any]:
@@ -283,7 +327,7 @@ def list_fields(ctx: Context, target: str, include_archived: bool = False) -> li
 # values (plain functions, used inside other use cases)
 
 
-def _blocked(definition: FieldDefinition, driver: FieldType | None) -> str | None:
+def _blocked(definition: AnyDefinition, driver: FieldType | None) -> str | None:
     if definition.archived_at is not None:
         return f"the field {definition.key!r} is archived; its value cannot be changed"
     if driver is None:
@@ -292,7 +336,7 @@ def _blocked(definition: FieldDefinition, driver: FieldType | None) -> str | Non
     return None
 
 
-def check_value(definition: FieldDefinition, driver: FieldType, value: Any) -> Any:
+def check_value(definition: AnyDefinition, driver: FieldType, value: Any) -> Any:
     """One non-empty input value -> its stored form; ValidationFailed ``{"custom": {key: [...]}}``."""
     try:
         return driver.to_storage(driver.marshmallow_field(definition).deserialize(value))
@@ -316,7 +360,7 @@ def clean_custom_values(ctx: Context, target: str, values: Mapping[str, Any] | N
     if not isinstance(values, Mapping):
         raise ValidationFailed("invalid custom fields", {"custom": {"_schema": ["expected an object of field values"]}})
     existing = dict(existing or {})
-    definitions = {d.key: d for d in _definitions(ctx, target)}
+    definitions = {d.key: d for d in field_specs(ctx, target)}
     drivers = _drivers(ctx, definitions.values())
     if partial:
         result = dict(existing)
@@ -380,8 +424,7 @@ def custom_filter(ctx: Context, target: str, column: Any, key: str, value: Any, 
     def fail(problem: str) -> ValidationFailed:
         return ValidationFailed(f"invalid filter on custom field {key!r}", {"custom": {str(key): [problem]}})
 
-    definition = ctx.session.scalar(select(FieldDefinition).where(
-        FieldDefinition.target == target, FieldDefinition.key == key)) if isinstance(key, str) else None
+    definition = next((d for d in field_specs(ctx, target) if d.key == key), None) if isinstance(key, str) else None
     if definition is None:
         raise fail(f"unknown field {key!r} for {target}")
     driver = _drivers(ctx, [definition])[definition.key]
@@ -439,12 +482,12 @@ def _readable(driver: FieldType, raw: Any) -> Any:
 
 
 def render_inputs(ctx: Context, target: str, values: Mapping[str, Any] | None, *,
-                  name_prefix: str = "custom.") -> list[tuple[FieldDefinition, Markup]]:
+                  name_prefix: str = "custom.") -> list[tuple[FieldSpec, Markup]]:
     """Form controls of the writable fields of ``target`` (not archived, type available), in
     order, filled from the stored ``values``; each control is named ``name_prefix + key``."""
     target = check_target(ctx, target, must_exist=False)
     values = values or {}
-    definitions = _definitions(ctx, target, include_archived=False)
+    definitions = field_specs(ctx, target, include_archived=False)
     drivers = _drivers(ctx, definitions)
     out = []
     with using_env(field_env(ctx)):
@@ -461,12 +504,12 @@ def render_inputs(ctx: Context, target: str, values: Mapping[str, Any] | None, *
     return out
 
 
-def render_values(ctx: Context, target: str, values: Mapping[str, Any] | None) -> list[tuple[FieldDefinition, Markup]]:
+def render_values(ctx: Context, target: str, values: Mapping[str, Any] | None) -> list[tuple[FieldSpec, Markup]]:
     """Display of the stored values of ``target``'s fields that have one (archived ones too), in
     order. Party references show the party's name (one query for all of them)."""
     target = check_target(ctx, target, must_exist=False)
     values = values or {}
-    definitions = [d for d in _definitions(ctx, target) if not is_empty(values.get(d.key))]
+    definitions = [d for d in field_specs(ctx, target) if not is_empty(values.get(d.key))]
     drivers = _drivers(ctx, definitions)
     names = _party_names(ctx, [values[d.key] for d in definitions
                                if drivers[d.key] is not None and drivers[d.key].references == "party"])
@@ -483,7 +526,7 @@ def render_values(ctx: Context, target: str, values: Mapping[str, Any] | None) -
     return out
 
 
-def _render_value(driver: FieldType, definition: FieldDefinition, raw: Any) -> Markup:
+def _render_value(driver: FieldType, definition: AnyDefinition, raw: Any) -> Markup:
     """The type's display of a stored value; a value it cannot read or format is shown as stored."""
     try:
         return driver.render_value(definition, driver.from_storage(raw))

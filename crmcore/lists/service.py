@@ -8,6 +8,7 @@ so rows that still point at it keep their meaning.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from marshmallow import ValidationError
@@ -26,6 +27,7 @@ from crmcore.lists.models import (
     ChoiceOption,
 )
 from crmcore.lists.schemas import LIST_KEY_RE, OptionSchema, OptionUpdateSchema
+from crmcore.tenancy.config import cached
 from crmcore.tenancy.models import Role
 
 if TYPE_CHECKING:
@@ -70,33 +72,75 @@ def _list_label(list_key: str) -> str:
     return list_key.rsplit(".", 1)[-1].replace("_", " ")
 
 
-def resolve_option(ctx: Context, list_key: str, value: str | int | ChoiceOption | None, *, field: str,
-                   keep: int | None = None) -> ChoiceOption | None:
+@dataclass(frozen=True)
+class OptionInfo:
+    """A list option as the configuration cache keeps it (the columns of :class:`ChoiceOption`
+    that lookups and messages use)."""
+
+    id: int
+    list_key: str
+    value: str
+    label: str
+    position: int
+    color: str | None
+    is_active: bool
+
+
+@dataclass(frozen=True)
+class _Lists:
+    by_list: dict[str, tuple[OptionInfo, ...]]
+    by_id: dict[int, OptionInfo]
+    by_value: dict[tuple[str, str], OptionInfo]
+
+
+def _load_lists(ctx: Context) -> _Lists:
+    rows = ctx.session.scalars(select(ChoiceOption).order_by(ChoiceOption.list_key, ChoiceOption.position,
+                                                             ChoiceOption.id))
+    by_list: dict[str, list[OptionInfo]] = {}
+    for row in rows:
+        by_list.setdefault(row.list_key, []).append(OptionInfo(
+            row.id, row.list_key, row.value, row.label, row.position, row.color, row.is_active))
+    options = [o for items in by_list.values() for o in items]
+    return _Lists({k: tuple(v) for k, v in by_list.items()}, {o.id: o for o in options},
+                  {(o.list_key, o.value): o for o in options})
+
+
+def _lists(ctx: Context) -> _Lists:
+    return cached(ctx, "lists", _load_lists)
+
+
+def active_options(ctx: Context, list_key: str) -> list[OptionInfo]:
+    """The active options of a list in display order, from the business's configuration cache
+    (no statement while the lists are unchanged; :mod:`crmcore.tenancy.config`)."""
+    return [o for o in _lists(ctx).by_list.get(list_key, ()) if o.is_active]
+
+
+def resolve_option(ctx: Context, list_key: str, value: str | int | ChoiceOption | OptionInfo | None, *,
+                   field: str, keep: int | None = None) -> OptionInfo | None:
     """The option of ``list_key`` given by its value key or its id (None for None or "").
 
     Unknown and inactive options are a :class:`ValidationFailed` under ``field``; an inactive
     option whose id is ``keep`` (the value the edited row already has) is accepted, so saving a
-    form does not fail because an admin retired the option since.
+    form does not fail because an admin retired the option since. Answers from the business's
+    configuration cache.
     """
-    if isinstance(value, ChoiceOption):
+    if isinstance(value, ChoiceOption | OptionInfo):
         value = value.id
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
-    stmt = select(ChoiceOption).where(ChoiceOption.list_key == list_key)
+    lists = _lists(ctx)
+    option = None
     if isinstance(value, bool):
         option = None
     elif isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit()):
-        option = ctx.session.scalar(stmt.where(ChoiceOption.id == int(value)))
+        option = lists.by_id.get(int(value))
+        if option is not None and option.list_key != list_key:
+            option = None
     elif isinstance(value, str):
-        option = ctx.session.scalar(stmt.where(ChoiceOption.value == value.strip().lower()))
-    else:
-        option = None
+        option = lists.by_value.get((list_key, value.strip().lower()))
     label = _list_label(list_key)
     if option is None:
-        choices = ctx.session.scalars(
-            select(ChoiceOption.value).where(ChoiceOption.list_key == list_key, ChoiceOption.is_active)
-            .order_by(ChoiceOption.position, ChoiceOption.id)
-        ).all()
+        choices = [o.value for o in active_options(ctx, list_key)]
         hint = f"; use one of: {', '.join(choices)}" if choices else f"; the {label} list is empty"
         raise ValidationFailed(f"unknown {label} {value!r}", {field: [f"{value!r} is not in the {label} list{hint}"]})
     if not option.is_active and option.id != keep:

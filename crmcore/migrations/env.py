@@ -7,6 +7,7 @@ from alembic import context
 from sqlalchemy import engine_from_config, pool
 
 from crmcore.db import Base, import_models
+from crmcore.parties.search import alembic_include_name
 
 import_models()
 config = context.config
@@ -20,7 +21,8 @@ def run_migrations_online() -> None:
     connectable = engine_from_config(section, prefix="sqlalchemy.", poolclass=pool.NullPool)
     with connectable.connect() as connection:
         context.configure(connection=connection, target_metadata=target_metadata,
-                          render_as_batch=connection.dialect.name == "sqlite", compare_type=True)
+                          render_as_batch=connection.dialect.name == "sqlite", compare_type=True,
+                          include_name=alembic_include_name)  # the FTS5 tables no model describes
         with context.begin_transaction():
             context.run_migrations()
 

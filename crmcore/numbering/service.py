@@ -1,7 +1,8 @@
 """Numbering rules and gap-free reference codes.
 
 :func:`assign_reference` runs inside the caller's transaction and takes the next number with ONE
-atomic ``UPDATE numbering_counters SET last_value = last_value + 1 ... RETURNING last_value``.
+atomic ``UPDATE numbering_counters SET last_value = last_value + 1 ... RETURNING last_value``
+(the active rules themselves come from the business's configuration cache).
 Concurrent writers are serialised by that row's lock (PostgreSQL) or by the database write lock
 that every writing use case takes up front (SQLite: ``BEGIN IMMEDIATE``). The counter moves in the
 caller's transaction, so when the caller rolls back the number is given back: no gaps, no
@@ -11,10 +12,11 @@ duplicates. Call it from a *writing* use case only.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import marshmallow as ma
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -24,8 +26,9 @@ from crmcore.db import utcnow
 from crmcore.errors import ValidationFailed
 from crmcore.fields.service import check_target, field_env
 from crmcore.numbering.models import NumberingCounter, NumberingRule
-from crmcore.numbering.pattern import parse, period_key, render
+from crmcore.numbering.pattern import ParsedPattern, parse, period_key, render
 from crmcore.numbering.schemas import PreviewSchema, RuleSchema
+from crmcore.tenancy.config import cached
 from crmcore.tenancy.models import Role
 
 if TYPE_CHECKING:
@@ -62,32 +65,73 @@ def _local_date(ctx: Context, when: dt.datetime | dt.date | None) -> dt.date:
     return when
 
 
+@dataclass(frozen=True)
+class ActiveRule:
+    """An active rule as the configuration cache keeps it (pattern parsed once)."""
+
+    id: int
+    target: str
+    parsed: ParsedPattern
+
+
+def _load_active_rules(ctx: Context) -> dict[str, ActiveRule]:
+    rows = ctx.session.scalars(select(NumberingRule).where(NumberingRule.is_active.is_(True)))
+    return {r.target: ActiveRule(r.id, r.target, parse(r.pattern)) for r in rows}
+
+
+def active_rule(ctx: Context, target: str) -> ActiveRule | None:
+    """``target``'s active rule, from the business's configuration cache (no statement while
+    the rules are unchanged; :mod:`crmcore.tenancy.config`)."""
+    return cached(ctx, "numbering_rules", _load_active_rules).get(target)
+
+
 def assign_reference(ctx: Context, target: str, when: dt.datetime | dt.date | None = None) -> str | None:
     """The next code of ``target``'s active rule, taken in the current transaction; None when
     the target has no active rule."""
-    rule = ctx.session.scalar(select(NumberingRule).where(
-        NumberingRule.target == target, NumberingRule.is_active.is_(True)))
+    rule = active_rule(ctx, target)
     if rule is None:
         return None
-    parsed = parse(rule.pattern)
     day = _local_date(ctx, when)
-    number = _next_number(ctx, rule.id, period_key(parsed, day))
-    return render(parsed, day, number)
+    number = _next_number(ctx, rule.id, period_key(rule.parsed, day))
+    return render(rule.parsed, day, number)
 
 
-def _next_number(ctx: Context, rule_id: int, period: str) -> int:
-    # ORM-enabled UPDATE on the mapped class: the tenant scope adds ``business_id = :scope``
-    bump = (
-        update(NumberingCounter)
-        .where(NumberingCounter.rule_id == rule_id, NumberingCounter.period == period)
-        .values(last_value=NumberingCounter.last_value + 1)
-        .returning(NumberingCounter.last_value)
-        .execution_options(synchronize_session=False)
-    )
-    number = ctx.session.execute(bump).scalar_one_or_none()
+def reserve_references(ctx: Context, target: str, count: int,
+                       when: dt.datetime | dt.date | None = None) -> list[str] | None:
+    """The next ``count`` codes of ``target``'s active rule, taken with ONE counter update (the
+    bulk import path); None when the target has no active rule. Gap-free like
+    :func:`assign_reference`: the block is given back when the caller rolls back."""
+    if count < 1:
+        return []
+    rule = active_rule(ctx, target)
+    if rule is None:
+        return None
+    day = _local_date(ctx, when)
+    last = _next_number(ctx, rule.id, period_key(rule.parsed, day), step=count)
+    return [render(rule.parsed, day, n) for n in range(last - count + 1, last + 1)]
+
+
+_counters = NumberingCounter.__table__
+# A Core UPDATE (this runs on every numbered create): it bypasses the tenant scope, so it filters
+# ``business_id`` explicitly. Bind names differ from the column names (SQLAlchemy reserves those).
+_BUMP = (
+    update(_counters)
+    .where(_counters.c.business_id == bindparam("scope_business_id"),
+           _counters.c.rule_id == bindparam("counter_rule_id"),
+           _counters.c.period == bindparam("counter_period"))
+    .values(last_value=_counters.c.last_value + bindparam("counter_step"))
+    .returning(_counters.c.last_value)
+)
+
+
+def _next_number(ctx: Context, rule_id: int, period: str, step: int = 1) -> int:
+    params = {"scope_business_id": ctx.business_id, "counter_rule_id": rule_id, "counter_period": period,
+              "counter_step": step}
+    connection = ctx.session.connection()
+    number = connection.execute(_BUMP, params).scalar_one_or_none()
     if number is None:  # first number of the period: create the row (a racing writer may too)
         _insert_counter(ctx, rule_id, period)
-        number = ctx.session.execute(bump).scalar_one()
+        number = connection.execute(_BUMP, params).scalar_one()
     return number
 
 

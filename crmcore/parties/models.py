@@ -32,6 +32,9 @@ class Party(IdMixin, TimestampMixin, Base):
         # name prefix search (LIKE 'abc%') can use a btree only with pattern ops outside the C collation
         Index("ix_parties_name_prefix_pg", "business_id", "name_key",
               postgresql_ops={"name_key": "text_pattern_ops"}).ddl_if(dialect="postgresql"),
+        # substring search (LIKE '%abc%'): pg_trgm; SQLite uses FTS5 tables (crmcore.parties.search)
+        Index("ix_parties_search_trgm", "name_key", "reference", postgresql_using="gin",
+              postgresql_ops={"name_key": "gin_trgm_ops", "reference": "gin_trgm_ops"}).ddl_if(dialect="postgresql"),
     )
 
     business_id: Mapped[int] = mapped_column(BigId, ForeignKey("businesses.id", ondelete="CASCADE"))
@@ -125,6 +128,9 @@ class ContactMechanism(IdMixin, TimestampMixin, Base):
         Index("ix_contact_mechanisms_lookup", "business_id", "kind", "normalized"),
         Index("ix_contact_mechanisms_party", "business_id", "party_id"),
         Index("ix_contact_mechanisms_contact", "business_id", "contact_id"),
+        # substring search of emails and phones (pg_trgm); SQLite: FTS5 (crmcore.parties.search)
+        Index("ix_contact_mechanisms_search_trgm", "normalized", postgresql_using="gin",
+              postgresql_ops={"normalized": "gin_trgm_ops"}).ddl_if(dialect="postgresql"),
     )
 
     business_id: Mapped[int] = mapped_column(BigId, ForeignKey("businesses.id", ondelete="CASCADE"))

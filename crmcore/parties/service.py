@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, exists, or_, select
+from sqlalchemy import BigInteger, bindparam, delete, exists, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from crmcore.audit import service as audit
@@ -25,7 +25,8 @@ from crmcore.fields import service as custom_fields
 from crmcore.lists import service as lists
 from crmcore.lists.models import POTENTIAL_LEVEL, PROSPECT_STATUS, ChoiceOption
 from crmcore.numbering.service import assign_reference
-from crmcore.paging import Page, capped_count, clamp_limit, keyset_page
+from crmcore.paging import CappedCount, Page, capped_count, clamp_limit, keyset_page
+from crmcore.parties import search
 from crmcore.parties.contacts import (  # re-exported: one module for callers
     add_address,
     add_mechanism,
@@ -75,7 +76,8 @@ from crmcore.parties.normalize import (
     person_name,
 )
 from crmcore.parties.schemas import SORTS, PartyCreateSchema, PartyFilterSchema, PartyUpdateSchema
-from crmcore.tenancy.models import Membership, Role
+from crmcore.tenancy.config import member_ids
+from crmcore.tenancy.models import Role
 from crmcore.timeline.service import log_event
 
 if TYPE_CHECKING:
@@ -125,11 +127,39 @@ def _new_tag(ctx: Context, key: str, name: str) -> Tag:
     return tag
 
 
+_tags_table, _party_tags_table = Tag.__table__, PartyTag.__table__
+_tag_scope = bindparam("tag_business_id", type_=BigInteger())
+# One Core INSERT .. SELECT tags the party with every wanted tag that exists. Core statements
+# bypass the tenant scope: both the tags it reads and the rows it writes name the business.
+_ATTACH_TAGS = insert(_party_tags_table).from_select(
+    ["business_id", "party_id", "tag_id"],
+    select(_tag_scope, bindparam("tag_party_id", type_=BigInteger()), _tags_table.c.id)
+    .where(_tags_table.c.business_id == _tag_scope,
+           _tags_table.c.name_key.in_(bindparam("tag_keys", expanding=True))),
+).returning(_party_tags_table.c.tag_id)
+
+
+def _attach_tags(ctx: Context, party_id: int, wanted: Mapping[str, str]) -> None:
+    """Tag ``party_id`` with ``wanted`` (name_key -> name), creating the tags that do not exist
+    yet: one statement when they all exist (the common case of a form or an import)."""
+    if not wanted:
+        return
+    connection = ctx.session.connection()
+    attached = set(connection.execute(_ATTACH_TAGS, {
+        "tag_business_id": ctx.business_id, "tag_party_id": party_id, "tag_keys": list(wanted)}).scalars())
+    if len(attached) == len(wanted):
+        return
+    rows = [{"business_id": ctx.business_id, "party_id": party_id, "tag_id": tag.id}  # explicit, as above
+            for tag in _tags_for(ctx, wanted.values()) if tag.id not in attached]
+    if rows:
+        connection.execute(insert(_party_tags_table), rows)
+
+
 def _check_members(ctx: Context, user_ids: Iterable[int], errs: Errors, field: str = "sales_rep_ids") -> list[int]:
     ids = list(dict.fromkeys(int(u) for u in user_ids))
     if not ids:
         return []
-    members = set(ctx.session.scalars(select(Membership.user_id).where(Membership.user_id.in_(ids))))
+    members = member_ids(ctx)
     for uid in ids:
         if uid not in members:
             errs.add([field], f"user {uid} is not a member of this business")
@@ -146,17 +176,23 @@ def _party_rep_ids(ctx: Context, party_id: int) -> list[int]:
     return sorted(ctx.session.scalars(select(PartySalesRep.user_id).where(PartySalesRep.party_id == party_id)))
 
 
+#: schema instances are reused (building one deep-copies its fields: a tenth of a create's time);
+#: marshmallow's ``load`` keeps no state on the instance
+_CREATE_SCHEMA = PartyCreateSchema()
+_UPDATE_SCHEMA = PartyUpdateSchema()
+_DEFAULT_KEYS = frozenset(_CREATE_SCHEMA.fields) - {"kind"}
+
+
 def _apply_defaults(ctx: Context, kind: str, data: dict[str, Any]) -> dict[str, Any]:
     """Fill keys the caller did not give from ``crm_party_defaults`` (first plugin wins per key;
     custom values merge per key)."""
-    allowed = set(PartyCreateSchema().fields) - {"kind"}
     out = dict(data)
     for plugin, defaults in ctx.collect("crm_party_defaults", kind=kind):
         if not isinstance(defaults, Mapping):
             log.warning("plugin %s returned %r from crm_party_defaults; expected a dict", plugin, defaults)
             continue
         for key, value in defaults.items():
-            if key not in allowed:
+            if key not in _DEFAULT_KEYS:
                 log.warning("plugin %s gave unknown party default %r; ignored", plugin, key)
             elif key == "custom" and isinstance(value, Mapping):
                 out["custom"] = {**value, **(out.get("custom") or {})}
@@ -232,7 +268,7 @@ def create_party(ctx: Context, data: Mapping[str, Any]) -> Party:
         raise ValidationFailed("invalid party", {"_schema": ["expected an object of fields"]})
     raw = dict(data or {})
     kind = raw["kind"] if raw.get("kind") in PARTY_KINDS else "organisation"
-    values = load_input(PartyCreateSchema(), _apply_defaults(ctx, kind, raw), "party")
+    values = load_input(_CREATE_SCHEMA, _apply_defaults(ctx, kind, raw), "party")
     kind = values.get("kind") or "organisation"
     errs = Errors()
     columns = {"kind": kind, **_kind_names(kind, values, None, errs)}
@@ -245,7 +281,7 @@ def create_party(ctx: Context, data: Mapping[str, Any]) -> Party:
     status = errs.call(lists.resolve_option, ctx, PROSPECT_STATUS, values.get("prospect_status"),
                        field="prospect_status")
     if status is None and "prospect_status" not in values and columns["is_prospect"]:
-        status = next(iter(lists.list_options(ctx, PROSPECT_STATUS)), None)
+        status = next(iter(lists.active_options(ctx, PROSPECT_STATUS)), None)
     potential = errs.call(lists.resolve_option, ctx, POTENTIAL_LEVEL, values.get("potential"), field="potential")
     rep_ids = _check_members(ctx, values.get("sales_rep_ids") or [], errs)
     custom = errs.call(custom_fields.clean_custom_values, ctx, "party", values.get("custom") or {},
@@ -268,12 +304,12 @@ def create_party(ctx: Context, data: Mapping[str, Any]) -> Party:
 
     ctx.session.add(party)
     ctx.session.flush()
-    for tag in _tags_for(ctx, new_tags):
-        ctx.session.add(PartyTag(party_id=party.id, tag_id=tag.id))
-    ctx.session.add_all(PartySalesRep(party_id=party.id, user_id=uid) for uid in rep_ids)
-    ctx.session.add_all(mechanism_rows(mechanisms, party_id=party.id))
-    ctx.session.add_all(address_row(a, party.id) for a in addresses)
-    ctx.session.flush()
+    _attach_tags(ctx, party.id, tag_names(new_tags))
+    if rep_ids or mechanisms or addresses:
+        ctx.session.add_all(PartySalesRep(party_id=party.id, user_id=uid) for uid in rep_ids)
+        ctx.session.add_all(mechanism_rows(mechanisms, party_id=party.id))
+        ctx.session.add_all(address_row(a, party.id) for a in addresses)
+        ctx.session.flush()
     _saved(ctx, party, changes, created=True)
     return party
 
@@ -282,7 +318,7 @@ def create_party(ctx: Context, data: Mapping[str, Any]) -> Party:
 def update_party(ctx: Context, party_id: int, data: Mapping[str, Any]) -> Party:
     """Change some fields of a party; ``tags`` and ``sales_rep_ids`` replace the current sets."""
     party = writable_party(ctx, party_id)
-    values = load_input(PartyUpdateSchema(), data, "party", partial=True)
+    values = load_input(_UPDATE_SCHEMA, data, "party", partial=True)
     new, rep_ids, custom = _checked_update(ctx, party, values)
     changes, labels = _column_changes(ctx, party, new)
     old_tags = _party_tags(ctx, party.id) if "tags" in values else []
@@ -369,8 +405,7 @@ def _replace_tags(ctx: Context, party_id: int, old: list[Tag], wanted: dict[str,
     drop = [t.id for t in old if t.name_key not in keep]
     if drop:
         ctx.session.execute(delete(PartyTag).where(PartyTag.party_id == party_id, PartyTag.tag_id.in_(drop)))
-    for tag in _tags_for(ctx, [name for key, name in wanted.items() if key not in keep]):
-        ctx.session.add(PartyTag(party_id=party_id, tag_id=tag.id))
+    _attach_tags(ctx, party_id, {key: name for key, name in wanted.items() if key not in keep})
 
 
 def _replace_reps(ctx: Context, party_id: int, old: list[int], new: list[int]) -> None:
@@ -518,7 +553,24 @@ def _email_match(normalized: str) -> Any:
     return or_(own, via_contact)
 
 
-def _party_filters(ctx: Context, values: Mapping[str, Any]) -> list[Any]:
+def _search_filter(ctx: Context, q: str, matches: search.Matches | None) -> Any:
+    """The search box: the parties the trigram index matched (any part of the name, of an email
+    or phone of the party or its contacts, of the reference; crmcore.parties.search). A term
+    too short for trigrams (or an SQLite without the index) uses the name-prefix btree, the
+    exact reference and the exact email."""
+    if matches is not None:
+        return search.id_filter(ctx, matches.ids)
+    terms = [search.name_prefix(ctx, name_key(q))]
+    reference = search.exact_reference(ctx, q)
+    if reference is not None:  # a probe first: an OR in every query would cost the name-ordered walk
+        terms.append(Party.id == reference)
+    if "@" in q:
+        with contextlib.suppress(NormalizeError):
+            terms.append(_email_match(normalize_email(q).normalized))
+    return or_(*terms)
+
+
+def _party_filters(ctx: Context, values: Mapping[str, Any], matches: search.Matches | None = None) -> list[Any]:
     where: list[Any] = []
     archived = values.get("archived", False)
     if archived is False:
@@ -526,12 +578,7 @@ def _party_filters(ctx: Context, values: Mapping[str, Any]) -> list[Any]:
     elif archived is True:
         where.append(Party.archived_at.is_not(None))
     if values.get("q"):
-        q = values["q"]
-        terms = [Party.name_key.startswith(name_key(q), autoescape=True), Party.reference == q]
-        if "@" in q:
-            with contextlib.suppress(NormalizeError):
-                terms.append(_email_match(normalize_email(q).normalized))
-        where.append(or_(*terms))
+        where.append(_search_filter(ctx, values["q"], matches))
     for key in ("kind", "is_prospect", "is_customer", "is_supplier", "language"):
         if values.get(key) is not None:
             where.append(getattr(Party, key) == values[key])
@@ -559,10 +606,14 @@ def list_parties(ctx: Context, filters: Mapping[str, Any] | None = None, *, sort
     values = load_input(PartyFilterSchema(), filters, "filter")
     order, descending, first_type = _sort_order(sort)
     check_cursor(cursor, first_type)
-    stmt = select(Party).where(*_party_filters(ctx, values))
+    matches = search.find(ctx, values.get("q"))
+    stmt = select(Party).where(*_party_filters(ctx, values, matches))
     page = keyset_page(ctx.session, stmt, order, cursor=cursor, limit=limit, descending=descending)
     if with_count:
         page.total = capped_count(ctx.session, stmt)
+        if matches is not None and matches.capped:  # "at least this many": the search stopped at its cap
+            page.total = CappedCount(page.total.value, True)
+    page.extra["search_capped"] = matches is not None and matches.capped
     page.extra["tags"] = _tags_by_party(ctx, [p.id for p in page.items])
     option_ids = {i for p in page.items for i in (p.prospect_status_id, p.potential_id) if i is not None}
     page.extra["options"] = ({o.id: o for o in ctx.session.scalars(

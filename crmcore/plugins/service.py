@@ -12,6 +12,7 @@ from crmcore.context import use_case
 from crmcore.errors import Conflict, NotFound, ValidationFailed
 from crmcore.plugins.models import PluginEnablement
 from crmcore.plugins.settings import masked_settings, validate_settings
+from crmcore.tenancy.config import read_versions
 from crmcore.tenancy.models import Business, Role
 
 if TYPE_CHECKING:
@@ -25,39 +26,23 @@ def hooks_for(ctx: Context) -> HookRelay:
 
     The business's ``plugins_version`` is read once per transaction of ``ctx.session`` (a use
     case's, or the read transaction that reads outside use cases open and the next use case
-    ends), so a toggle committed by any process or any other open context is seen by the next
-    transaction. Relays are cached per (business, version); a transaction that toggled plugins
-    itself gets an uncached relay from its own uncommitted rows (caching it could outlive a
-    rollback).
+    ends; :func:`crmcore.tenancy.config.read_versions`, which reads the configuration version in
+    the same statement), so a toggle committed by any process or any other open context is seen
+    by the next transaction. Relays are cached per (business, version); a transaction that
+    toggled plugins itself gets an uncached relay from its own uncommitted rows (caching it could
+    outlive a rollback).
     """
     registry = ctx.crm.registry
     session = ctx.session
     tx = session.get_transaction()
     if tx is not None and getattr(ctx, "_plugins_toggled_in", None) is tx:
         return registry.make_relay(_enablement(registry, session, ctx.business_id)[1])
-    if tx is None or getattr(ctx, "_plugins_read_in", None) is not tx:
-        ctx.business.plugins_version = _version(session, ctx.business_id)
-        ctx._plugins_read_in = session.get_transaction()
-    return _relay(registry, session, ctx)
-
-
-def _relay(registry: PluginRegistry, session: CrmSession, ctx: Context) -> HookRelay:
+    read_versions(ctx)
     relay = registry.cached_relay(ctx.business_id, ctx.business.plugins_version)
     if relay is None:
         version, names = _enablement(registry, session, ctx.business_id)
         relay = registry.relay(ctx.business_id, version, names)
     return relay
-
-
-def _version(session: CrmSession, business_id: int) -> int:
-    # a Core statement on the session's connection: read once per transaction on every use
-    # case, so it skips the ORM's statement machinery (businesses is not tenant-scoped)
-    version = session.connection().execute(
-        select(Business.__table__.c.plugins_version).where(Business.__table__.c.id == business_id)
-    ).scalar()
-    if version is None:
-        raise NotFound(f"business {business_id} no longer exists")
-    return version
 
 
 def _enablement(registry: PluginRegistry, session: CrmSession, business_id: int) -> tuple[int, frozenset[str]]:

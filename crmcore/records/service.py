@@ -13,12 +13,14 @@ plugin disabled they are "not found" (their data is kept).
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, or_, select
-from sqlalchemy.orm import aliased, joinedload
+from sqlalchemy.orm import aliased, joinedload, make_transient_to_detached
 
 from crmcore.audit import service as audit
 from crmcore.auth.models import User
@@ -50,10 +52,12 @@ from crmcore.records.schemas import (
     load,
 )
 from crmcore.records.types import RecordType, get_record_type, record_types
+from crmcore.tenancy.config import cached
 from crmcore.tenancy.models import Membership, Role
 
 if TYPE_CHECKING:
     from crmcore.context import Context
+    from crmcore.lists.service import OptionInfo
 
 log = logging.getLogger("crmcore.records")
 
@@ -105,24 +109,83 @@ def _writable(ctx: Context, record: Record) -> None:
         raise Conflict(f"{_name(ctx, record)} is archived; restore it first")
 
 
-def _with_pipeline(ctx: Context, record: Record) -> Pipeline:
+@dataclass(frozen=True)
+class StageInfo:
+    """A stage as the configuration cache keeps it (the columns of :class:`Stage`)."""
+
+    id: int
+    pipeline_id: int
+    name: str
+    position: int
+    kind: str
+    probability: int | None
+    archived_at: dt.datetime | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+    @property
+    def is_closing(self) -> bool:
+        return self.kind != rules.OPEN
+
+    def as_stage(self, business_id: int) -> Stage:
+        """A detached :class:`Stage` with these values: what hooks receive (a fresh object per
+        call, so a plugin that changes it cannot change the cache)."""
+        stage = Stage(business_id=business_id, **{f.name: getattr(self, f.name) for f in fields(self)})
+        make_transient_to_detached(stage)
+        return stage
+
+
+@dataclass(frozen=True)
+class PipelineInfo:
+    """A pipeline with its stages (archived ones too, in position order), as cached."""
+
+    id: int
+    record_type: str
+    name: str
+    archived_at: dt.datetime | None
+    stages: tuple[StageInfo, ...]
+
+    def active_stages(self) -> list[StageInfo]:
+        return [s for s in self.stages if s.archived_at is None]
+
+
+#: the helpers below serve both the ORM rows (record creation) and the cached snapshots (moves)
+AnyPipeline = Pipeline | PipelineInfo
+AnyStage = Stage | StageInfo
+
+
+def _load_pipelines(ctx: Context) -> dict[int, PipelineInfo]:
+    stages: dict[int, list[StageInfo]] = {}
+    for s in ctx.session.scalars(select(Stage).order_by(Stage.pipeline_id, Stage.position, Stage.id)):
+        stages.setdefault(s.pipeline_id, []).append(StageInfo(
+            s.id, s.pipeline_id, s.name, s.position, s.kind, s.probability, s.archived_at, s.created_at,
+            s.updated_at))
+    return {p.id: PipelineInfo(p.id, p.record_type, p.name, p.archived_at, tuple(stages.get(p.id, ())))
+            for p in ctx.session.scalars(select(Pipeline))}
+
+
+def _with_pipeline(ctx: Context, record: Record) -> AnyPipeline:
+    """The record's pipeline and stages, from the business's configuration cache (a stage move
+    reads no pipeline rows while the pipelines are unchanged; :mod:`crmcore.tenancy.config`)."""
     rtype = get_record_type(ctx, record.type)
     if not rtype.has_pipeline or record.pipeline_id is None:
         raise Conflict(f"{rtype.plural.lower()} have no stages")
-    pipeline = load_pipeline(ctx, record.pipeline_id)
+    pipeline = cached(ctx, "pipelines", _load_pipelines).get(record.pipeline_id)
+    if pipeline is None:  # newer than this transaction's configuration version: read the rows
+        pipeline = load_pipeline(ctx, record.pipeline_id)
     assert pipeline is not None  # a foreign key in the same business
     return pipeline
 
 
-def _stage_in(pipeline: Pipeline, stage_id: int | None) -> Stage | None:
+def _stage_in(pipeline: AnyPipeline, stage_id: int | None) -> AnyStage | None:
     return next((s for s in pipeline.stages if s.id == stage_id), None)
 
 
-def _first(pipeline: Pipeline, kind: str) -> Stage | None:
+def _first(pipeline: AnyPipeline, kind: str) -> AnyStage | None:
     return next((s for s in pipeline.active_stages() if s.kind == kind), None)
 
 
-def _target_stage(ctx: Context, pipeline: Pipeline, stage_id: Any) -> Stage:
+def _target_stage(ctx: Context, pipeline: AnyPipeline, stage_id: Any) -> AnyStage:
     """The stage ``stage_id`` as a move target: it exists here, is in ``pipeline`` (the
     record's) and is not archived."""
     stage = None
@@ -744,26 +807,45 @@ def stage_records(ctx: Context, stage_id: int, *, cursor: str | None = None, lim
 # stage moves
 
 
-def _transition(ctx: Context, record: Record, pipeline: Pipeline, to_stage: Stage, note: str | None,
-                event: str) -> Stage | None:
+_stage_changes = StageChange.__table__
+_INSERT_STAGE_CHANGE = _stage_changes.insert()
+
+
+def _stage_row(ctx: Context, stage: AnyStage | None) -> Stage | None:
+    """What hooks receive: a :class:`Stage` (snapshots become detached copies)."""
+    if stage is None or isinstance(stage, Stage):
+        return stage
+    return stage.as_stage(ctx.business_id)
+
+
+def _transition(ctx: Context, record: Record, pipeline: AnyPipeline, to_stage: AnyStage, note: str | None,
+                event: str) -> AnyStage | None:
     """Ask the plugins, then move ``record`` into ``to_stage``: history row, status, timeline,
-    audit and ``crm_after_stage_change``. Returns the stage it left. Nothing changes on a veto."""
-    from_stage = _stage_in(pipeline, record.stage_id)
-    ctx.validate("crm_before_stage_change", record=record, from_stage=from_stage, to_stage=to_stage)
+    audit and ``crm_after_stage_change``. Returns the stage it left. Nothing changes on a veto.
+
+    The history row is one Core INSERT (this is the hot path of a board); the record's own
+    columns are flushed with the transaction's commit, in one UPDATE with whatever the caller
+    (close, reopen) changes next."""
+    from_info = _stage_in(pipeline, record.stage_id)
+    if from_info is None and record.stage_id is not None:  # a stage newer than the cached pipeline
+        from_info = ctx.session.get(Stage, record.stage_id)
+    from_stage, to_row = _stage_row(ctx, from_info), _stage_row(ctx, to_stage)
+    ctx.validate("crm_before_stage_change", record=record, from_stage=from_stage, to_stage=to_row)
     now = utcnow()
     old_status = record.status
-    change = StageChange(
-        record_id=record.id, from_stage_id=record.stage_id, to_stage_id=to_stage.id, user_id=ctx.user_id,
-        changed_at=now, seconds_in_from_stage=rules.seconds_between(record.stage_entered_at, now), note=note,
-    )
-    ctx.session.add(change)
+    from_stage_id = record.stage_id
+    change_id = ctx.session.connection().execute(_INSERT_STAGE_CHANGE, {
+        "business_id": ctx.business_id,  # explicit: Core INSERT, outside the tenant scope
+        "record_id": record.id, "from_stage_id": from_stage_id, "to_stage_id": to_stage.id,
+        "user_id": ctx.user_id, "changed_at": now,
+        "seconds_in_from_stage": rules.seconds_between(record.stage_entered_at, now), "note": note,
+    }).inserted_primary_key[0]
     record.stage_id = to_stage.id
     record.stage_entered_at = now
     record.status = rules.status_for(to_stage.kind)
-    ctx.session.flush()
-    from_name = from_stage.name if from_stage else None
+    from_name = from_info.name if from_info else None
     audit.record(ctx, f"record.{event}", record, changes={
-        "stage": [from_name, to_stage.name], "stage_id": [change.from_stage_id, to_stage.id],
+        "stage": [from_name, to_stage.name], "stage_id": [from_stage_id, to_stage.id],
         "status": [old_status, record.status],
     } | ({"note": note} if note else {}))
     summaries = {
@@ -775,11 +857,11 @@ def _transition(ctx: Context, record: Record, pipeline: Pipeline, to_stage: Stag
     from crmcore.timeline.service import log_event
 
     log_event(ctx, "stage_changed" if event == "stage_changed" else f"record_{event}", summaries[event],
-              record_id=record.id, party_id=record.party_id, ref_type="stage_change", ref_id=change.id,
-              data={"from_stage_id": change.from_stage_id, "to_stage_id": to_stage.id,
+              record_id=record.id, party_id=record.party_id, ref_type="stage_change", ref_id=change_id,
+              data={"from_stage_id": from_stage_id, "to_stage_id": to_stage.id,
                     "status": record.status, "note": note})
-    ctx.emit("crm_after_stage_change", record=record, from_stage=from_stage, to_stage=to_stage)
-    return from_stage
+    ctx.emit("crm_after_stage_change", record=record, from_stage=from_stage, to_stage=to_row)
+    return from_info
 
 
 @use_case(Role.MEMBER)
@@ -842,7 +924,7 @@ def close_lost(ctx: Context, record_id: int, lost_reason: Any, *, stage_id: int 
     return record
 
 
-def _closing_stage(ctx: Context, record: Record, pipeline: Pipeline, stage_id: Any, kind: str) -> Stage:
+def _closing_stage(ctx: Context, record: Record, pipeline: AnyPipeline, stage_id: Any, kind: str) -> AnyStage:
     if stage_id is not None:
         return _target_stage(ctx, pipeline, stage_id)
     stage = _first(pipeline, kind)
@@ -875,7 +957,7 @@ def reopen(ctx: Context, record_id: int, *, stage_id: int | None = None, note: s
     return record
 
 
-def _stage_before_closing(ctx: Context, record: Record, pipeline: Pipeline) -> Stage:
+def _stage_before_closing(ctx: Context, record: Record, pipeline: AnyPipeline) -> AnyStage:
     previous_id = ctx.session.scalar(
         select(StageChange.from_stage_id)
         .where(StageChange.record_id == record.id, StageChange.to_stage_id == record.stage_id)
@@ -952,7 +1034,7 @@ def _drop_unfit_lead_values(ctx: Context, lead: Record, deal_data: dict[str, Any
 # team, stakeholders, competitors
 
 
-def _option(ctx: Context, list_key: str, value: Any, field: str, keep: int | None = None) -> ChoiceOption | None:
+def _option(ctx: Context, list_key: str, value: Any, field: str, keep: int | None = None) -> OptionInfo | None:
     from crmcore.lists.service import resolve_option
 
     return resolve_option(ctx, list_key, value, field=field, keep=keep)

@@ -41,6 +41,10 @@ class Business(IdMixin, TimestampMixin, Base):
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     #: bumped in the same transaction as any plugin enable/disable: the relay cache key
     plugins_version: Mapped[int] = mapped_column(default=0)
+    #: bumped in the same transaction as any change to the business's configuration (lists,
+    #: numbering rules, field definitions, pipelines, memberships): the key of the per-business
+    #: configuration cache (:mod:`crmcore.tenancy.config`)
+    config_version: Mapped[int] = mapped_column(default=0)
 
 
 class Membership(IdMixin, TimestampMixin, Base):

@@ -370,7 +370,8 @@ class PageQuery(QuerySchema):
 class PartyListQuery(PageQuery):
     custom_filters = True
 
-    q = Text(300, metadata={"description": "name prefix, reference or email"})
+    q = Text(300, metadata={"description": "any part (3+ characters) of the name, of an email or phone of the "
+                                          "party or its contacts, or of the reference; shorter: name prefix"})
     kind = fields.String(validate=validate.OneOf(PARTY_KINDS))
     is_prospect = fields.Boolean()
     is_customer = fields.Boolean()
