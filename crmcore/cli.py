@@ -282,6 +282,57 @@ def plugins_disable(state: CliState, name: str, business_slug: str) -> None:
     click.echo(f"disabled {name} for {business_slug}")
 
 
+@main.group()
+def parties() -> None:
+    """Parties: bulk import."""
+
+
+@parties.command("import")
+@click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@click.option("--business", "business_slug", required=True)
+@click.option("--user", "user_email", help="Import as this user (an admin of the business); default: the system")
+@click.option("--skip-duplicates", is_flag=True, help="Leave out rows whose email or reference exists (default: refuse)")
+@click.option("--dry-run", is_flag=True, help="Check every row, write nothing")
+@click.option("--delimiter", default=",", show_default=True, help="Cell separator of the file")
+@pass_state
+@handle_errors
+def parties_import(state: CliState, csv_file: str, business_slug: str, user_email: str | None,
+                   skip_duplicates: bool, dry_run: bool, delimiter: str) -> None:
+    """Import parties from a CSV file with a header row (UTF-8; columns are listed in
+    docs/import.md). All or nothing: every problem is listed by line and column, and a file
+    with any refused row writes nothing."""
+    import csv
+    import io
+
+    from crmcore.errors import ValidationFailed
+    from crmcore.parties.bulk import import_parties
+
+    if len(delimiter) != 1:
+        raise click.BadParameter("give one character", param_hint="--delimiter")
+    context = (state.crm.context(business_slug, user_email) if user_email
+               else state.crm.context(business_slug, system=True))
+    handle = (io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", newline="") if csv_file == "-"
+              else open(csv_file, encoding="utf-8-sig", newline=""))  # noqa: SIM115 - closed below
+    with handle, context as ctx:
+        rows = csv.DictReader(handle, delimiter=delimiter)
+        try:
+            report = import_parties(ctx, rows, on_duplicate="skip" if skip_duplicates else "error",
+                                    dry_run=dry_run)
+        except (UnicodeDecodeError, csv.Error) as exc:
+            click.echo(f"error: {csv_file} is not a UTF-8 CSV file ({exc}); nothing was imported", err=True)
+            sys.exit(1)
+        except ValidationFailed as exc:
+            for line, problems in (exc.errors.get("rows") or {}).items():
+                for column, messages in problems.items():
+                    click.echo(f"line {line}, {column}: {'; '.join(messages)}", err=True)
+            for column, messages in (exc.errors.get("columns") or {}).items():
+                click.echo(f"column {column!r}: {messages[0]}", err=True)
+            raise
+    verb = "would import" if dry_run else "imported"
+    click.echo(f"{verb} {report.created} parties ({report.contacts} contacts) from {report.rows} rows"
+               + (f"; skipped {report.skipped} duplicates" if report.skipped else ""))
+
+
 @plugins.command("check")
 @pass_state
 @handle_errors
@@ -316,16 +367,20 @@ def _serve_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 @main.command()
 @_serve_options
+@click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 256),
+              help="Requests each worker serves at once")
+@click.option("--access-log/--no-access-log", default=True, show_default=True,
+              help="One line per request on stdout")
 @pass_state
 @handle_errors
-def serve(state: CliState, host: str, port: int, workers: int) -> None:
+def serve(state: CliState, host: str, port: int, workers: int, threads: int, access_log: bool) -> None:
     """Serve the admin and the API (gunicorn, pre-fork workers)."""
     from crmcore.web import create_app
     from crmcore.web.serve import serve as run_server
 
     app = create_app(state.config())
-    click.echo(f"crmcore on http://{host}:{port}/ ({workers} workers)")
-    run_server(app, host=host, port=port, workers=workers)
+    click.echo(f"crmcore on http://{host}:{port}/ ({workers} workers x {threads} threads)")
+    run_server(app, host=host, port=port, workers=workers, threads=threads, access_log=access_log)
 
 
 @main.command()

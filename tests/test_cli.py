@@ -114,3 +114,42 @@ def test_demo_seeds_a_business_with_deals_in_every_stage_once(run, tmp_path):
         assert {s.id for s in sales.stages} == {d.stage_id for d in deals}
         assert {d.status for d in deals} == {"open", "won", "lost"}
     crm.db.dispose()
+
+
+def test_parties_import_from_csv(initialised, tmp_path):
+    good = tmp_path / "parties.csv"
+    good.write_text("name,email,tags,country,address_line1\n"
+                    "Acme,sales@acme.example,vip;dealer,BE,1 Main St\n"
+                    "Globex,info@globex.example,,,\n", encoding="utf-8")
+    result = initialised("parties", "import", str(good), "--business", "shop", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "would import 2 parties (0 contacts) from 2 rows" in result.output
+    result = initialised("parties", "import", str(good), "--business", "shop")
+    assert result.exit_code == 0, result.output
+    assert "imported 2 parties" in result.output
+    # the same file again: both emails exist now
+    result = initialised("parties", "import", str(good), "--business", "shop")
+    assert result.exit_code == 1
+    assert "line 2, email: sales@acme.example is already the email of party 'Acme'" in result.output
+    result = initialised("parties", "import", str(good), "--business", "shop", "--skip-duplicates")
+    assert result.exit_code == 0 and "imported 0 parties" in result.output and "skipped 2 duplicates" in result.output
+
+
+def test_parties_import_reports_every_bad_cell_and_writes_nothing(initialised, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name;email;colour\nAcme;nope;red\n", encoding="utf-8")
+    result = initialised("parties", "import", str(bad), "--business", "shop", "--delimiter", ";")
+    assert result.exit_code == 1
+    assert "column 'colour': unknown column" in result.output
+    bad.write_text("name,email\nAcme,nope\n,x@y.example\nToo,many@cells.example,extra\n", encoding="utf-8")
+    result = initialised("parties", "import", str(bad), "--business", "shop")
+    assert result.exit_code == 1
+    assert "line 2, email: not a valid email address" in result.output
+    assert "line 3, name: an organisation needs a name" in result.output
+    assert "line 4, _row: this row has more cells than the header has columns" in result.output
+    assert "3 of 3 rows have errors; nothing was imported" in result.output
+    bad.write_bytes("name\nCaf\xe9 Li\xe8ge\n".encode("latin-1"))
+    result = initialised("parties", "import", str(bad), "--business", "shop")
+    assert result.exit_code == 1 and "is not a UTF-8 CSV file" in result.output
+    result = initialised("parties", "import", str(bad), "--business", "nowhere")
+    assert result.exit_code == 1 and "nowhere" in result.output

@@ -8,11 +8,15 @@ import string
 
 import phonenumbers
 import pytest
-from hypothesis import assume, given
+from email_validator import EmailNotValidError, validate_email
+from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from crmcore.parties.normalize import (
+    _SIMPLE_EMAIL_RE,
     NormalizeError,
+    _simple_email,
     clean_name,
     name_key,
     normalize_country,
@@ -81,7 +85,43 @@ def test_email_round_trip(local, domain):
     assert normalize_email(email.swapcase()).normalized == first.normalized
 
 
-@pytest.mark.parametrize("bad", ["", "plain", "a@", "@b.com", "a b@c.com", "a@b..com"])
+def _validator_says(text: str):
+    try:
+        result = validate_email(text, check_deliverability=False)
+    except EmailNotValidError:
+        return None
+    return result.normalized
+
+
+@settings(max_examples=400)
+@given(st.one_of(st.from_regex(_SIMPLE_EMAIL_RE, fullmatch=True),
+                 st.builds(lambda name, swap, domain: f"{name.swapcase() if swap else name}@{domain}",
+                           st.sampled_from(sorted(CASE_INSENSITIVE_MAILBOX_NAMES)), st.booleans(), domains),
+                 st.builds(lambda local, domain: f"{local}@{domain}", local_parts, domains),
+                 st.text(alphabet=string.ascii_letters + "@.-_+", max_size=30)))
+def test_the_fast_path_agrees_with_email_validator(text):
+    """The plain-ASCII shortcut never accepts what email-validator refuses, and when it accepts,
+    it gives the same normalised address."""
+    fast = _simple_email(text)
+    if fast is not None:
+        assert fast.value == _validator_says(text)
+        assert fast.normalized == fast.value.lower()
+
+
+@pytest.mark.parametrize("text", ["a@b.test", "a@x.localhost", "a@b.invalid", "a@xn--bcher-kva.de",
+                                  "a@b--c.com", "\"quoted local\"@b.com", "a@bücher.de", "a@b.123"])
+def test_addresses_the_fast_path_leaves_to_email_validator(text):
+    assert _simple_email(text) is None
+    expected = _validator_says(text)
+    if expected is None:
+        with pytest.raises(NormalizeError):
+            normalize_email(text)
+    else:
+        assert normalize_email(text).value == expected
+
+
+@pytest.mark.parametrize("bad", ["", "plain", "a@", "@b.com", "a b@c.com", "a@b..com", "a@localhost",
+                                 "a@b.test", "a@b.c0", f"a@{'b' * 64}.com"])
 def test_bad_emails_are_refused(bad):
     with pytest.raises(NormalizeError):
         normalize_email(bad)
