@@ -2,8 +2,12 @@
 
 1. creating a party through ``create_party`` (validation, numbering, audit, timeline, hooks);
 2. a stage change through ``move_stage`` with 0, 5 and 20 enabled plugins, each implementing a
-   veto-hook and a react-hook (react-hooks queued in the outbox; run inline here as today);
+   veto-hook and a react-hook: react-hooks only queued in the outbox (production: the worker runs
+   them), and run inline after commit (tests, the single-process demo);
 3. the dispatch overhead of one hook call through ``ctx.hooks`` with 20 plugins installed.
+
+Each line also gives the SQL statements per call (counted on the engine, ``BEGIN`` and ``COMMIT``
+not included): on PostgreSQL every statement is a round trip.
 """
 
 from __future__ import annotations
@@ -13,10 +17,11 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from cryptography.fernet import Fernet
+from sqlalchemy import Engine, event
 
 from crmcore import hookimpl
 from crmcore.config import Config
@@ -32,13 +37,31 @@ def _stats(samples: list[float]) -> str:
     return f"median {statistics.median(samples) * 1000:.3f} ms  p95 {p95 * 1000:.3f} ms  (n={len(samples)})"
 
 
-def _timed(fn: Callable[[int], object], n: int) -> list[float]:
+class _Statements:
+    """Counts the statements an engine sends (``BEGIN`` aside; ``COMMIT`` is no statement)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.count = 0
+        self.engine = engine
+        event.listen(engine, "before_cursor_execute", self._seen)
+
+    def close(self) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, _conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if statement.lstrip()[:5].upper() != "BEGIN":
+            self.count += 1
+
+
+def _timed(fn: Callable[[int], object], n: int, counter: _Statements) -> tuple[list[float], float]:
+    """``n`` timed calls, and the statements sent per call."""
     out = []
+    before = counter.count
     for i in range(n):
         started = time.perf_counter()
         fn(i)
         out.append(time.perf_counter() - started)
-    return out
+    return out, (counter.count - before) / n
 
 
 class _BenchPlugin:
@@ -57,25 +80,78 @@ class _BenchPlugin:
         self.calls += 1
 
 
-def _plugin(i: int) -> _BenchPlugin:
-    return _BenchPlugin(i)
+def bench_registry() -> object:
+    """A registry with the 20 benchmark plugins installed (enabled per business as measured)."""
+    registry = build_registry(discover=False)
+    for i in range(20):
+        registry.register(f"bench-{i:02d}", _BenchPlugin(i))
+    return registry
+
+
+Measured = tuple[str, list[float] | None, str]
+
+
+def measure_writes(crm: Crm, ctx: object, n: int) -> Iterator[Measured]:
+    """``(label, samples or None, note)`` for each write path; ``crm`` must have been built with
+    :func:`bench_registry`. Leaves the benchmark plugins disabled again."""
+    from crmcore.parties.service import create_party
+    from crmcore.pipelines.service import list_pipelines
+    from crmcore.plugins.service import disable_plugin, enable_plugin
+    from crmcore.records.service import create_record, move_stage
+
+    counter = _Statements(crm.db.engine)
+    try:
+        samples, per_call = _timed(lambda i: create_party(ctx, {"kind": "organisation", "name": f"Party {i}",
+                                                                "tags": ["bench"], "custom": {}}), n, counter)
+        yield "3. create_party (one by one, the form's path)", samples, f"{per_call:.1f} statements per call"
+        party = create_party(ctx, {"kind": "organisation", "name": "Stage bench"})
+        deal = None
+        for enabled in (0, 5, 20):
+            for i in range(enabled):
+                if not ctx.is_enabled(f"bench-{i:02d}"):
+                    enable_plugin(ctx, f"bench-{i:02d}")
+            deal = create_record(ctx, "deal", {"title": "Bench deal", "party_id": party.id})
+            pipeline = next(p for p in list_pipelines(ctx, "deal") if p.id == deal.pipeline_id)
+            open_ids = [s.id for s in sorted(pipeline.stages, key=lambda s: s.position) if s.kind == "open"]
+            modes = [("react-hooks queued", False)] + ([("react-hooks run inline", True)] if enabled else [])
+            for mode, inline in modes:
+                crm.config = dataclasses.replace(crm.config, outbox_inline=inline)
+                samples, per_call = _timed(lambda i, deal=deal, open_ids=open_ids:
+                                           move_stage(ctx, deal.id, open_ids[(i + 1) % len(open_ids)]),
+                                           max(50, n // 2), counter)
+                yield (f"4. move_stage, {enabled} plugins, {mode}", samples,
+                       f"{per_call:.1f} statements per call")
+            crm.config = dataclasses.replace(crm.config, outbox_inline=True)
+        caller = ctx.hooks.crm_before_stage_change
+        kwargs = {"ctx": ctx, "record": deal, "from_stage": None, "to_stage": None}
+        loops = 20_000
+        started = time.perf_counter()
+        for _ in range(loops):
+            caller(**kwargs)
+        per_call = (time.perf_counter() - started) / loops
+        per_impl = per_call / max(1, len(caller.get_hookimpls()))
+        yield ("4. hook dispatch (pluggy relay), 20 plugins", None,
+               f"{per_call * 1e6:.1f} µs per call ({per_impl * 1e6:.2f} µs per implementation)")
+        started = time.perf_counter()
+        for _ in range(loops):
+            ctx.validate("crm_before_stage_change", **kwargs)
+        per_call = (time.perf_counter() - started) / loops
+        yield "4. ctx.validate (each plugin isolated), 20 plugins", None, f"{per_call * 1e6:.1f} µs per call"
+    finally:
+        counter.close()
+        for i in range(20):
+            if ctx.is_enabled(f"bench-{i:02d}"):
+                disable_plugin(ctx, f"bench-{i:02d}")
 
 
 def run(database: str | None, n: int) -> None:
     from crmcore.auth.service import create_user
-    from crmcore.parties.service import create_party
-    from crmcore.plugins.service import enable_plugin
-    from crmcore.records.service import create_record, move_stage
     from crmcore.tenancy.service import create_business
 
     tmp = Path(tempfile.mkdtemp(prefix="crm-bench-"))
     url = database or f"sqlite:///{tmp / 'bench.sqlite'}"
-    registry = build_registry(discover=False)
-    plugins = [_plugin(i) for i in range(20)]
-    for i, plugin in enumerate(plugins):
-        registry.register(f"bench-{i:02d}", plugin)
     config = Config(instance_path=tmp, database_url=url, secrets_key=Fernet.generate_key().decode())
-    crm = Crm(config=config, db=Database(url), registry=registry)
+    crm = Crm(config=config, db=Database(url), registry=bench_registry())
     import_models()
     Base.metadata.drop_all(crm.db.engine)
     Base.metadata.create_all(crm.db.engine)
@@ -84,42 +160,6 @@ def run(database: str | None, n: int) -> None:
     create_user(crm, f"owner@{slug}.example", "benchmark password")
     create_business(crm, slug, "Bench", owner_email=f"owner@{slug}.example")
     ctx = crm.context(slug, f"owner@{slug}.example")
-
-    samples = _timed(lambda i: create_party(ctx, {"kind": "organisation", "name": f"Party {i}",
-                                                  "tags": ["bench"], "custom": {}}), n)
-    print(f"create_party:                                     {_stats(samples)}")
-
-    party = create_party(ctx, {"kind": "organisation", "name": "Stage bench"})
-    for enabled in (0, 5, 20):
-        for i in range(enabled):
-            enable_plugin(ctx, f"bench-{i:02d}")
-        deal = create_record(ctx, "deal", {"title": "Bench deal", "party_id": party.id})
-        from crmcore.pipelines.service import list_pipelines
-
-        pipeline = next(p for p in list_pipelines(ctx, "deal") if p.id == deal.pipeline_id)
-        open_ids = [s.id for s in sorted(pipeline.stages, key=lambda s: s.position) if s.kind == "open"]
-        samples = _timed(lambda i, deal=deal, open_ids=open_ids:
-                         move_stage(ctx, deal.id, open_ids[(i + 1) % len(open_ids)]), max(50, n // 2))
-        print(f"move_stage, {enabled:2d} plugins, react-hooks run inline:  {_stats(samples)}")
-        if enabled:
-            crm.config = dataclasses.replace(crm.config, outbox_inline=False)
-            samples = _timed(lambda i, deal=deal, open_ids=open_ids:
-                             move_stage(ctx, deal.id, open_ids[(i + 1) % len(open_ids)]), max(50, n // 2))
-            crm.config = dataclasses.replace(crm.config, outbox_inline=True)
-            print(f"move_stage, {enabled:2d} plugins, react-hooks queued only: {_stats(samples)}")
-
-    caller = ctx.hooks.crm_before_stage_change
-    kwargs = {"ctx": ctx, "record": deal, "from_stage": None, "to_stage": None}
-    loops = 20_000
-    started = time.perf_counter()
-    for _ in range(loops):
-        caller(**kwargs)
-    per_call = (time.perf_counter() - started) / loops
-    per_impl = per_call / max(1, len(caller.get_hookimpls()))
-    print(f"hook dispatch (pluggy relay), 20 plugins: {per_call * 1e6:.1f} µs per call ({per_impl * 1e6:.2f} µs per implementation)")
-    started = time.perf_counter()
-    for _ in range(loops):
-        ctx.validate("crm_before_stage_change", **kwargs)
-    per_call = (time.perf_counter() - started) / loops
-    print(f"ctx.validate (isolated calls), 20 plugins: {per_call * 1e6:.1f} µs per call")
+    for label, samples, note in measure_writes(crm, ctx, n):
+        print(f"{label:<52}{_stats(samples) + '  ' if samples else ''}{note}")
     ctx.close()

@@ -22,16 +22,23 @@ class CrmServer(BaseApplication):
         return self.application
 
 
-def serve(app: Any, *, host: str, port: int, workers: int, threads: int = 4, timeout: int = 60) -> None:
+def serve(app: Any, *, host: str, port: int, workers: int, threads: int = 4, timeout: int = 60,
+          access_log: bool = True) -> None:
+    """Run ``app`` until stopped. Each worker serves ``threads`` requests at once and keeps idle
+    HTTP/1.1 connections open for a few seconds (gthread keep-alive). ``access_log`` writes one
+    line per request to stdout; leave it off behind a proxy that logs requests already."""
     options = {
         "bind": f"{host}:{port}",
         "workers": workers,
         "threads": threads,
         "worker_class": "gthread",
         "timeout": timeout,
-        "accesslog": "-",
+        "accesslog": "-" if access_log else None,
         "errorlog": "-",
         "preload_app": False,
+        # recent gunicorn otherwise opens a control socket at one path per user
+        # (~/.gunicorn/gunicorn.ctl): a second server on the machine takes it over; nothing here uses it
+        "control_socket_disable": True,
         # the app (and its engine) is built before the fork: each worker drops the inherited
         # connection pool and opens its own connections
         "post_fork": lambda _server, _worker: app.extensions["crm"].db.engine.dispose(close=False),
