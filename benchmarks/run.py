@@ -146,7 +146,12 @@ class Databases:
         return self.pg.set(database=db_name).render_as_string(hide_password=False)
 
     def drop(self, url: str) -> None:
-        if self.pg is None or self.keep:
+        if self.keep:
+            return
+        if self.pg is None:
+            path = Path(make_url(url).database or "")
+            for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+                leftover.unlink(missing_ok=True)
             return
         name = make_url(url).database
         admin = create_engine(self.pg.render_as_string(hide_password=False), isolation_level="AUTOCOMMIT")
@@ -337,6 +342,9 @@ def seed_deals(inst: Installation, n: int) -> dict[str, Any]:
                 batch = []
         if batch:
             conn.execute(insert(table), batch)
+        if conn.dialect.name == "postgresql":  # explicit ids: move the sequence past them
+            conn.execute(text("SELECT setval(pg_get_serial_sequence('records', 'id'), "
+                              "(SELECT max(id) FROM records))"))
     return {"board_id": board_id, "board_deals": on_board, "deals": total}
 
 

@@ -599,6 +599,19 @@ class _Writer:
         self.conn = ctx.session.connection()
         self.business_id = ctx.business_id
         self.dialect = self.conn.dialect.name
+        self.written = 0
+        self.analyzed_at = 0
+
+    def refresh_statistics(self) -> None:
+        """PostgreSQL plans with the table statistics of the import's start: to it a table that
+        grew from nothing to 100,000 rows inside this transaction is still empty, and the
+        per-batch duplicate lookup turned into a sequential scan (quadratic: an hour for a
+        million rows). ANALYZE inside the transaction sees the new rows; run it each time the
+        written rows double."""
+        if self.dialect != "postgresql" or self.written < max(10_000, 2 * self.analyzed_at):
+            return
+        self.conn.exec_driver_sql("ANALYZE parties, contact_mechanisms, contacts")
+        self.analyzed_at = self.written
 
     def _ids(self, table: Any, count: int) -> list[int]:
         """Primary keys for ``count`` new rows, taken up front so child rows can point at them
@@ -680,6 +693,8 @@ class _Writer:
                 ctx.emit("crm_after_party_created", party=Party(**values))
         report.created += len(rows)
         report.contacts += len(contacts)
+        self.written += len(rows)
+        self.refresh_statistics()
         if len(report.party_ids) < 10_000:
             report.party_ids.extend(party_ids[:10_000 - len(report.party_ids)])
 
