@@ -4,6 +4,7 @@ from crmcore.audit.models import *  # noqa: F401,F403
 from crmcore.auth.models import *  # noqa: F401,F403
 from crmcore.fields.models import *  # noqa: F401,F403
 from crmcore.lists.models import *  # noqa: F401,F403
+from crmcore.messaging.models import *  # noqa: F401,F403
 from crmcore.numbering.models import *  # noqa: F401,F403
 from crmcore.outbox.models import *  # noqa: F401,F403
 from crmcore.parties import search as _party_search  # noqa: F401  (registers the search index DDL)
