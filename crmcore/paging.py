@@ -172,14 +172,20 @@ def keyset_page(session: Any, stmt: Select, order: Sequence[Any], *, cursor: str
 
 
 def after(order: Sequence[Any], values: Sequence[Any], descending: bool = False) -> Any:
-    """``(a, b, c) > (x, y, z)`` written as OR-of-ANDs, which both databases plan as an index
-    range on the leading column (row-value comparison is not used by every planner)."""
+    """``(a, b, c) > (x, y, z)``, written ``a >= x AND (a > x OR (a = x AND b > y) OR ...)``.
+
+    The leading bound alone is what a planner turns into an index range (it starts the scan at
+    the cursor); the OR-of-ANDs after it only drops the few rows equal on ``a``. Without the
+    bound, PostgreSQL read a deep page by filtering the index from its start. Row-value
+    comparison would say the same, but not every planner ranges on it.
+    """
     clauses = []
     for i, column in enumerate(order):
         equal = [order[j] == values[j] for j in range(i)]
         cmp = column < values[i] if descending else column > values[i]
         clauses.append(and_(*equal, cmp))
-    return or_(*clauses)
+    bound = order[0] <= values[0] if descending else order[0] >= values[0]
+    return and_(bound, or_(*clauses))
 
 
 def capped_count(session: Any, stmt: Select, cap: int = COUNT_CAP) -> CappedCount:

@@ -166,3 +166,19 @@ def test_keyset_pages_concatenate_to_the_full_list(ctx, batch, limit, sort):
     if sort == "name" and ctx.crm.db.dialect == "sqlite":  # PostgreSQL sorts by its collation instead
         keys = [ps.get_party(ctx, i).name_key for i in got]
         assert keys == sorted(" ".join(n.split()).casefold() for n in batch)
+
+
+def test_tag_filter_ignores_a_same_named_tag_of_another_business(ctx, other_ctx, crm):
+    """The tag filter resolves the tag's id in a subquery: it must be the business's own tag
+    (another business's "dealer", created first, has the lower id)."""
+    theirs = ps.create_party(other_ctx, {"name": "Theirs", "tags": ["Dealer"]})
+    mine = ps.create_party(ctx, {"name": "Mine", "tags": ["dealer"]})
+    ps.create_party(ctx, {"name": "Untagged"})
+    assert ids(ps.list_parties(ctx, {"tag": "DEALER"})) == [mine.id]
+    assert ids(ps.list_parties(other_ctx, {"tag": "dealer"})) == [theirs.id]
+    assert ps.list_parties(ctx, {"tag": "dealer"}).total.value == 1
+    assert ids(ps.list_parties(ctx, {"tag": "no-such-tag"})) == []
+    with statements(crm.db.engine) as seen:
+        ps.list_parties(ctx, {"tag": "dealer"}, with_count=False)
+    listing = next(s for s in seen if "party_tags" in s and "FROM parties" in s)
+    assert listing.count("business_id") >= 3  # parties, party_tags and tags are each scoped

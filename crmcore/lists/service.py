@@ -115,6 +115,18 @@ def active_options(ctx: Context, list_key: str) -> list[OptionInfo]:
     return [o for o in _lists(ctx).by_list.get(list_key, ()) if o.is_active]
 
 
+def cached_options(ctx: Context, list_key: str, *, include_inactive: bool = False) -> list[OptionInfo]:
+    """The options of a list in display order (inactive ones too on request), from the
+    configuration cache: what pages need to label rows and fill filter controls."""
+    options = _lists(ctx).by_list.get(list_key, ())
+    return list(options) if include_inactive else [o for o in options if o.is_active]
+
+
+def option_by_id(ctx: Context, option_id: int) -> OptionInfo | None:
+    """Any option of the business (inactive too) by id, from the configuration cache."""
+    return _lists(ctx).by_id.get(option_id)
+
+
 def resolve_option(ctx: Context, list_key: str, value: str | int | ChoiceOption | OptionInfo | None, *,
                    field: str, keep: int | None = None) -> OptionInfo | None:
     """The option of ``list_key`` given by its value key or its id (None for None or "").

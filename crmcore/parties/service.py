@@ -532,15 +532,17 @@ def _datetime_type() -> type:
 
 
 def _filter_option(ctx: Context, list_key: str, value: Any, field: str) -> int:
-    """An option to filter by: deactivated options still filter (old rows keep them)."""
-    stmt = select(ChoiceOption.id).where(ChoiceOption.list_key == list_key)
+    """An option to filter by (from the configuration cache): deactivated options still filter
+    (old rows keep them)."""
+    found = None
     if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
-        found = ctx.session.scalar(stmt.where(ChoiceOption.id == int(value)))
+        found = lists.option_by_id(ctx, int(value))
     else:
-        found = ctx.session.scalar(stmt.where(ChoiceOption.value == str(value).lower()))
-    if found is None:
+        found = next((o for o in lists.cached_options(ctx, list_key, include_inactive=True)
+                      if o.value == str(value).lower()), None)
+    if found is None or found.list_key != list_key:
         raise ValidationFailed(f"unknown {field.replace('_', ' ')} {value!r}", {field: [f"{value!r} is not in the list"]})
-    return found
+    return found.id
 
 
 def _email_match(normalized: str) -> Any:
@@ -589,7 +591,10 @@ def _party_filters(ctx: Context, values: Mapping[str, Any], matches: search.Matc
         where.append(Party.potential_id == _filter_option(ctx, POTENTIAL_LEVEL, values["potential"], "potential"))
     tags = values.get("tag")
     for key in tag_names([tags] if isinstance(tags, str) else tags or []):
-        where.append(exists().where(PartyTag.party_id == Party.id, PartyTag.tag_id == Tag.id, Tag.name_key == key))
+        # the tag's id as a constant subquery: each candidate row costs one primary-key probe of
+        # party_tags, not a join back to tags by name
+        tag_id = select(Tag.id).where(Tag.name_key == key).scalar_subquery()
+        where.append(exists().where(PartyTag.party_id == Party.id, PartyTag.tag_id == tag_id))
     if values.get("sales_rep_id") is not None:
         where.append(exists().where(PartySalesRep.party_id == Party.id,
                                     PartySalesRep.user_id == values["sales_rep_id"]))
@@ -616,9 +621,19 @@ def list_parties(ctx: Context, filters: Mapping[str, Any] | None = None, *, sort
     page.extra["search_capped"] = matches is not None and matches.capped
     page.extra["tags"] = _tags_by_party(ctx, [p.id for p in page.items])
     option_ids = {i for p in page.items for i in (p.prospect_status_id, p.potential_id) if i is not None}
-    page.extra["options"] = ({o.id: o for o in ctx.session.scalars(
-        select(ChoiceOption).where(ChoiceOption.id.in_(option_ids)))} if option_ids else {})
+    page.extra["options"] = {i: o for i in option_ids if (o := lists.option_by_id(ctx, i)) is not None}
     return page
+
+
+@use_case(Role.READ_ONLY, write=False)
+def count_parties(ctx: Context, filters: Mapping[str, Any] | None = None) -> CappedCount:
+    """How many parties match ``filters`` (as :func:`list_parties` takes them), capped."""
+    values = load_input(PartyFilterSchema(), filters, "filter")
+    matches = search.find(ctx, values.get("q"))
+    total = capped_count(ctx.session, select(Party).where(*_party_filters(ctx, values, matches)))
+    if matches is not None and matches.capped:
+        total = CappedCount(total.value, True)
+    return total
 
 
 def _tags_by_party(ctx: Context, party_ids: list[int]) -> dict[int, list[Tag]]:
@@ -669,7 +684,7 @@ def find_duplicates(ctx: Context, *, name: str | None = None, email: str | None 
 
 __all__ = [
     "PartyMerge", "add_address", "add_mechanism", "add_tags", "archive_contact", "archive_party", "contact_details",
-    "create_contact", "create_party", "find_duplicates", "get_contact", "get_party", "list_contacts", "list_parties",
+    "count_parties", "create_contact", "create_party", "find_duplicates", "get_contact", "get_party", "list_contacts", "list_parties",
     "merge_parties", "merge_preview", "move_contact", "party_details", "remove_address", "remove_mechanism",
     "remove_tag", "seed_defaults", "set_prospect_status", "set_sales_reps", "unarchive_contact",
     "unarchive_party", "update_address", "update_contact", "update_mechanism", "update_party",

@@ -17,7 +17,7 @@ from werkzeug.routing import BuildError
 from crmcore.errors import Conflict, NotFound, ValidationFailed, Veto
 from crmcore.fields.service import list_fields, render_inputs, render_values
 from crmcore.lists.models import POTENTIAL_LEVEL, PROSPECT_STATUS
-from crmcore.lists.service import list_options
+from crmcore.lists.service import cached_options, list_options
 from crmcore.paging import Page
 from crmcore.parties import forms
 from crmcore.parties import service as parties
@@ -159,17 +159,20 @@ def _filter_input(args: Any, definitions: list[Any]) -> dict[str, Any]:
 @bp.get("/")
 def list_page() -> Any:
     ctx = g.ctx
-    statuses = plain(list_options(ctx, PROSPECT_STATUS, include_inactive=True))
-    potentials = plain(list_options(ctx, POTENTIAL_LEVEL, include_inactive=True))
+    statuses = cached_options(ctx, PROSPECT_STATUS, include_inactive=True)
+    potentials = cached_options(ctx, POTENTIAL_LEVEL, include_inactive=True)
     members = plain(list_members(ctx))
     definitions = plain(list_fields(ctx, "party"))
     filters = _filter_input(request.args, definitions)
     sort = request.args.get("sort") or "name"
     errors: dict[str, list[str]] = {}
     message = None
+    # the page never waits for its count: crm.js fetches it from parties.count (without
+    # JavaScript, ?count=1 asks for it inline); the count is most of a filtered list's cost
+    with_count = request.args.get("count") == "1"
     try:
         page = parties.list_parties(ctx, filters, sort=sort, cursor=request.args.get("cursor") or None,
-                                    limit=request.args.get("limit") or None)
+                                    limit=request.args.get("limit") or None, with_count=with_count)
     except ValidationFailed as exc:
         page, message, errors = Page(items=[]), exc.message, forms.flat_errors(exc.errors)
     return render_template(
@@ -181,6 +184,16 @@ def list_page() -> Any:
         sorts=[(s, SORT_LABELS.get(s, s)) for s in SORTS], kinds=forms.choices(PARTY_KINDS),
         next_url=request.full_path,
     ), (422 if message else 200)
+
+
+@bp.get("/count")
+def count() -> Any:
+    """How many parties match the list's filters, capped ("1,000+"): ``{"count", "capped",
+    "text"}``, fetched by the list page after it is shown."""
+    ctx = g.ctx
+    filters = _filter_input(request.args, plain(list_fields(ctx, "party")))
+    total = parties.count_parties(ctx, filters)
+    return {"count": total.value, "capped": total.capped, "text": f"{total} found"}
 
 
 #: filter controls of custom-field types that are not text inputs

@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from babel import Locale, UnknownLocaleError
-from babel.dates import format_date, format_datetime
+from babel.dates import format_date, parse_pattern
 from babel.numbers import format_currency, format_decimal
 from flask import Blueprint, Flask, current_app, g, redirect, render_template, request, url_for
 from flask_login import current_user
@@ -51,19 +51,64 @@ def number(value: Any) -> str:
 
 
 def date(value: dt.date | dt.datetime | None) -> str:
+    """A date, or a datetime in the business's time zone, in the language's medium format."""
     if value is None:
         return ""
+    language, zone = _preferences()
     if isinstance(value, dt.datetime):
-        return format_datetime(value, "medium", tzinfo=_tz(), locale=_locale())
-    return format_date(value, "medium", locale=_locale())
+        combined, date_pattern, time_pattern = _datetime_patterns(language)
+        local = _local(value, zone)
+        locale = _parsed_locale(language)
+        return combined.replace("{0}", time_pattern.apply(local, locale)).replace(
+            "{1}", date_pattern.apply(local, locale))
+    return _format_day(value, language)
 
 
-def _tz() -> Any:
+def day(value: dt.date | dt.datetime | None) -> str:
+    """The local date alone (list columns): cached per day, as a page of rows shares few days."""
+    if value is None:
+        return ""
+    language, zone = _preferences()
+    if isinstance(value, dt.datetime):
+        value = _local(value, zone).date()
+    return _format_day(value, language)
+
+
+@functools.lru_cache(maxsize=4096)
+def _format_day(value: dt.date, language: str) -> str:
+    return format_date(value, "medium", locale=_parsed_locale(language))
+
+
+@functools.lru_cache(maxsize=64)
+def _datetime_patterns(language: str) -> tuple[str, Any, Any]:
+    """Babel's medium datetime format, its patterns parsed once per language (``format_datetime``
+    looks them up and parses them again on every call: a quarter of a list row's rendering)."""
+    locale = _parsed_locale(language)
+    combined = str(locale.datetime_formats["medium"]).replace("'", "")
+    return (combined, parse_pattern(str(locale.date_formats["medium"])),
+            parse_pattern(str(locale.time_formats["medium"])))
+
+
+def _local(value: dt.datetime, zone: str) -> dt.datetime:
+    """In the business's time zone; a naive value is taken as UTC (as Babel does)."""
+    aware = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    return aware.astimezone(_zone(zone))
+
+
+def _preferences() -> tuple[str, str]:
+    """The business's language and time zone (English and UTC outside a business)."""
+    ctx = g.get("ctx")
+    if ctx is None:
+        return "en", "UTC"
+    return ctx.business.language or "en", ctx.business.timezone or "UTC"
+
+
+@functools.lru_cache(maxsize=64)
+def _zone(name: str) -> Any:
     from zoneinfo import ZoneInfo
 
-    ctx = g.get("ctx")
     try:
-        return ZoneInfo(ctx.business.timezone if ctx is not None else "UTC")
+        return ZoneInfo(name)
     except Exception:
         return ZoneInfo("UTC")
 
@@ -111,6 +156,6 @@ def url_with(**changes: Any) -> str:
 
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
-    app.jinja_env.filters.update(money=money, number=number, date=date)
+    app.jinja_env.filters.update(money=money, number=number, date=date, day=day)
     app.jinja_env.globals.update(menu=menu, businesses=businesses, csrf_token=generate_csrf, url_with=url_with)
     app.jinja_env.autoescape = True

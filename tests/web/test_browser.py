@@ -139,3 +139,17 @@ def test_enable_a_plugin_and_see_its_menu_entry(page, ctx, register_plugin):
     page.wait_for_selector(f"#plugin-{name} .badge:has-text('Enabled')")
     page.goto("/parties/")
     assert page.locator("nav.mainnav a:has-text('Trade-ins')").count() == 1
+
+
+def test_the_party_list_fills_in_its_count_after_it_is_shown(page, ctx):
+    from crmcore.parties.service import create_party
+
+    for i in range(3):
+        create_party(ctx, {"kind": "organisation", "name": f"Counted {i}", "tags": ["dealer"]})
+    create_party(ctx, {"kind": "organisation", "name": "Not counted"})
+    login(page)
+    page.goto("/parties/?tag=dealer")
+    status = page.locator(".toolbar [data-count-url]")
+    status.filter(has_text="found").wait_for()
+    assert status.inner_text() == "3 found"
+    assert page.locator(".party-list [data-party-id]").count() == 3

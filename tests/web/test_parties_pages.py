@@ -178,7 +178,44 @@ def test_keyset_pages_walk_every_party_exactly_once(client, ctx):
         assert pages < 10
     assert sorted(seen) == sorted(made) and len(seen) == len(set(seen))
     assert pages == 4
-    assert "11 parties" in text_of(client.get("/parties/?limit=3"))
+    assert "11 parties" in text_of(client.get("/parties/?limit=3&count=1"))
+
+
+def test_the_list_does_not_wait_for_its_count(client, ctx, other_ctx, fields):
+    """The page comes without its count and says where to fetch it; the count answers the same
+    filters, capped, for this business only; ``?count=1`` puts it in the page (no JavaScript)."""
+    for i in range(3):
+        make_party(ctx, f"Farm {i}", tags=["vip"], custom={"industry": "farm"})
+    make_party(ctx, "Builder", custom={"industry": "build"})
+    for i in range(5):
+        make_party(other_ctx, f"Farm {i}", tags=["vip"])
+    page = text_of(client.get("/parties/?tag=vip&custom.industry=farm"))
+    assert " found<" not in page and "parties</span>" not in page
+    url = html.unescape(re.search(r'data-count-url="([^"]+)"', page).group(1))
+    assert url == "/parties/count?tag=vip&custom.industry=farm"
+    counted = client.get(url)
+    assert counted.status_code == 200
+    assert counted.get_json() == {"count": 3, "capped": False, "text": "3 found"}
+    assert client.get("/parties/count").get_json()["count"] == 4
+    assert "3 found" in text_of(client.get("/parties/?tag=vip&custom.industry=farm&count=1"))
+
+
+def test_the_count_refuses_bad_filters_clearly(client, ctx, fields):
+    response = client.get("/parties/count?custom.fleet_size=lots", headers={"Accept": "application/json"})
+    assert response.status_code == 422
+    assert "Not a valid integer" in str(response.get_json())
+    page = text_of(client.get("/parties/?custom.fleet_size=lots"))
+    assert "data-count-url" not in page  # nothing to count while the filters are wrong
+
+
+def test_the_count_caps(client, ctx, monkeypatch):
+    from crmcore import paging
+
+    monkeypatch.setattr(paging, "COUNT_CAP", 3)
+    monkeypatch.setattr(paging.capped_count, "__defaults__", (3,))
+    for i in range(5):
+        make_party(ctx, f"P{i}")
+    assert client.get("/parties/count").get_json() == {"count": 3, "capped": True, "text": "3+ found"}
 
 
 def test_list_queries_do_not_grow_with_the_rows(crm, client, ctx, fields):

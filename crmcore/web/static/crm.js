@@ -39,6 +39,22 @@
     return p ? p.textContent.trim() : "The change was refused.";
   }
 
+  // counts a list page does not wait for: "[data-count-url]" is filled when the count arrives
+  async function fillCount(element) {
+    try {
+      var response = await fetch(element.getAttribute("data-count-url"), {
+        credentials: "same-origin",
+        headers: { "X-Requested-With": "fetch", "Accept": "application/json" },
+      });
+      if (!response.ok) return;
+      var body = await response.json();
+      element.textContent = body.text;
+    } catch (err) {
+      /* the list stands without its count */
+    }
+  }
+  document.querySelectorAll("[data-count-url]").forEach(fillCount);
+
   // forms that submit themselves when a value changes (business switcher, filters)
   document.addEventListener("change", function (event) {
     var form = event.target.form;
