@@ -346,6 +346,15 @@ def seed_deals(inst: Installation, n: int) -> dict[str, Any]:
     return {"board_id": board_id, "board_deals": on_board, "deals": total}
 
 
+def _build_and_import(inst: Installation, dbs: Databases, n: int, table: Table, skip: tuple[str, ...]) -> None:
+    dataset = Dataset(inst.reps, statuses(inst.ctx))
+    import_seconds = bench_import(inst, dataset, n, table)
+    if "raw" not in skip:
+        raw_url = dbs.new("raw")
+        bench_raw(inst, raw_url, dbs.tmp, n, import_seconds, table)
+        dbs.drop(raw_url)
+
+
 # --------------------------------------------------------------------------------------------
 # 3 + 4: service writes
 
@@ -493,6 +502,10 @@ def bench_http(inst: Installation, table: Table, listing: dict[str, Any], second
                          note=f"n={result.count}, non-2xx {result.non_2xx}"))
         api = f"/api/v1/parties?prospect_status={listing['query'].split('=')[1].split('&')[0]}&tag=dealer"
         bearer = {"Authorization": f"Bearer {token}"}
+        result = http.sequential(base, [api, "/api/v1/parties?limit=50", "/api/v1/parties?q=kar"], bearer, n=100)
+        table.add(Figure("8. API list through gunicorn (one client: the server time)", result.median_ms,
+                         result.p95_ms, note=f"filtered, unfiltered, searched; n={result.count}, "
+                                             f"non-2xx {result.non_2xx}"))
         result = http.load(base, [api, "/api/v1/parties?limit=50", "/api/v1/parties?q=kar"], headers=bearer,
                            concurrency=16, duration=seconds)
         table.add(Figure("8. API list, gunicorn 2 workers x 4 threads, 16 connections", result.median_ms,
@@ -522,27 +535,53 @@ def parse_size(size: str) -> int:
     return int(float(text_[:-1] if scale > 1 else text_) * scale)
 
 
+def reopen(url: str, tmp: Path) -> tuple[Installation, dict[str, Any], int]:
+    """The benchmark business of a database an earlier ``run --keep`` left (``--reuse``), to
+    measure the read and write paths again without rebuilding a million parties."""
+    from benchmarks.core import bench_registry
+    from crmcore.parties.models import Party
+    from crmcore.pipelines.models import Pipeline
+    from crmcore.records.models import Record
+
+    config = Config(instance_path=tmp, database_url=url, secret_key=Fernet.generate_key().decode(),
+                    secrets_key=Fernet.generate_key().decode())
+    crm = Crm(config=config, db=Database(url), registry=bench_registry())
+    import_models()
+    slug, owner = "bench", "owner@bench.example"
+    ctx = crm.context(slug, owner)
+    board_id = ctx.session.scalar(select(Pipeline.id).where(Pipeline.record_type == "deal", Pipeline.name == "Board"))
+    if board_id is None:
+        raise SystemExit(f"{url} holds no complete benchmark business (no Board pipeline)")
+    deals = {"board_id": board_id,
+             "board_deals": ctx.session.scalar(select(func.count()).select_from(Record).where(
+                 Record.pipeline_id == board_id, Record.status == "open")),
+             "deals": ctx.session.scalar(select(func.count()).select_from(Record))}
+    n = ctx.session.scalar(select(func.count()).select_from(Party)) or 0
+    ctx.session.rollback()
+    return Installation(crm, ctx, slug, owner, [f"rep{i}@bench.example" for i in range(10)], url), deals, n
+
+
 def run(size: str, database: str | None, *, keep: bool = False, http_seconds: float = 10.0,
-        skip: tuple[str, ...] = ()) -> Table:
-    n = parse_size(size)
-    dbs = Databases(database, keep)
+        skip: tuple[str, ...] = (), reuse: str | None = None) -> Table:
+    dbs = Databases(database, keep or reuse is not None)
     table = Table()
-    main_url = dbs.new("main")
     from benchmarks.core import bench_registry
 
-    inst = build(main_url, dbs.tmp, registry=bench_registry())
+    if reuse:
+        main_url = reuse if "://" in reuse else f"sqlite:///{Path(reuse).resolve()}"
+        inst, deals, n = reopen(main_url, dbs.tmp)
+    else:
+        n = parse_size(size)
+        main_url = dbs.new("main")
+        inst = build(main_url, dbs.tmp, registry=bench_registry())
     print(f"crmcore benchmark: {n:,} parties on {inst.crm.db.dialect}; {machine()}", flush=True)
     if inst.crm.db.dialect == "postgresql":
         with inst.crm.db.engine.connect() as conn:
             print(f"PostgreSQL {conn.execute(text('show server_version')).scalar()}", flush=True)
     print(f"  {'measurement':<62} {'median ms':>9} {'p95 ms':>9}  {'rate':<18} note", flush=True)
-    dataset = Dataset(inst.reps, statuses(inst.ctx))
-    import_seconds = bench_import(inst, dataset, n, table)
-    if "raw" not in skip:
-        raw_url = dbs.new("raw")
-        bench_raw(inst, raw_url, dbs.tmp, n, import_seconds, table)
-        dbs.drop(raw_url)
-    deals = seed_deals(inst, n)
+    if not reuse:
+        _build_and_import(inst, dbs, n, table, skip)
+        deals = seed_deals(inst, n)
     if inst.crm.db.dialect == "postgresql":
         # VACUUM too: autovacuum would have set the visibility map of a table this size by the
         # time anyone lists it, which is what lets index-only scans skip the heap
