@@ -1,5 +1,7 @@
-"""``python -m benchmarks run --size 100k|1m [--database URL]``: everything at scale;
-``python -m benchmarks core [--database URL] [--n N]``: the core service paths alone."""
+"""``python -m benchmarks run --size 100k|1m [--database URL] [--keep]``: everything at scale
+(``--reuse DB`` measures again on a kept database);
+``python -m benchmarks core [--database URL] [--n N]``: the core service paths alone;
+``python -m benchmarks outbox [--database URL] [--jobs N]``: the outbox worker."""
 
 from __future__ import annotations
 
@@ -20,12 +22,28 @@ def main(argv: list[str] | None = None) -> int:
     big.add_argument("--keep", action="store_true", help="keep the scratch PostgreSQL databases")
     big.add_argument("--http-seconds", type=float, default=10.0, help="length of the API load run")
     big.add_argument("--skip", default="", help="comma-separated: raw, writes, http")
+    big.add_argument("--reuse", help="measure again on a database an earlier --keep run left (SQLite "
+                                     "file or PostgreSQL URL): no import, no raw copy")
+    outbox = sub.add_parser("outbox", help="outbox worker: jobs/s (1 and 2 workers), table size under load")
+    outbox.add_argument("--database", help="also PostgreSQL: scratch databases beside this URL "
+                                           "(SQLite always runs, in a temporary file)")
+    outbox.add_argument("--jobs", type=int, default=20_000, help="jobs queued per throughput run")
+    outbox.add_argument("--batch", type=int, default=100, help="rows a worker claims at a time")
+    outbox.add_argument("--rate", type=float, default=1000.0, help="jobs/s queued during the load run")
+    outbox.add_argument("--seconds", type=float, default=10.0, help="length of the load run")
+    outbox.add_argument("--retention", type=float, default=2.0, help="seconds finished rows are kept in the load run")
     args = parser.parse_args(argv)
+    if args.suite == "outbox":
+        from benchmarks.outbox import run as run_outbox
+
+        run_outbox(args.database, jobs=args.jobs, batch=args.batch, load_rate=args.rate,
+                   load_seconds=args.seconds, retention=args.retention)
+        return 0
     if args.suite == "run":
         from benchmarks.run import run as run_all
 
         run_all(args.size, args.database, keep=args.keep, http_seconds=args.http_seconds,
-                skip=tuple(s for s in args.skip.split(",") if s))
+                skip=tuple(s for s in args.skip.split(",") if s), reuse=args.reuse)
         return 0
     if args.suite == "core":
         from benchmarks.core import run

@@ -371,16 +371,83 @@ def _serve_options(fn: Callable[..., Any]) -> Callable[..., Any]:
               help="Requests each worker serves at once")
 @click.option("--access-log/--no-access-log", default=True, show_default=True,
               help="One line per request on stdout")
+@click.option("--with-worker", is_flag=True,
+              help="Also run the outbox worker in a thread of each worker process (no `crm worker` needed)")
 @pass_state
 @handle_errors
-def serve(state: CliState, host: str, port: int, workers: int, threads: int, access_log: bool) -> None:
+def serve(state: CliState, host: str, port: int, workers: int, threads: int, access_log: bool,
+          with_worker: bool) -> None:
     """Serve the admin and the API (gunicorn, pre-fork workers)."""
     from crmcore.web import create_app
     from crmcore.web.serve import serve as run_server
 
     app = create_app(state.config())
-    click.echo(f"crmcore on http://{host}:{port}/ ({workers} workers x {threads} threads)")
-    run_server(app, host=host, port=port, workers=workers, threads=threads, access_log=access_log)
+    extra = " with the outbox worker" if with_worker else ""
+    click.echo(f"crmcore on http://{host}:{port}/ ({workers} workers x {threads} threads){extra}")
+    if with_worker:
+        from crmcore.outbox.worker import configure_logging
+
+        configure_logging()
+    run_server(app, host=host, port=port, workers=workers, threads=threads, access_log=access_log,
+               with_worker=with_worker)
+
+
+# -- the outbox worker --------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--batch", default=100, show_default=True, type=click.IntRange(1, 10_000),
+              help="Rows claimed at a time")
+@click.option("--poll", default=1.0, show_default=True, type=click.FloatRange(0.01, 3600),
+              help="Seconds between looks at an empty queue")
+@click.option("--concurrency", default=1, show_default=True, type=click.IntRange(1, 256),
+              help="Jobs run at once (threads: for handlers that wait on the network)")
+@click.option("--once", is_flag=True, help="Run what is due now, then exit (cron, scripts)")
+@click.option("--import", "imports", multiple=True, metavar="MODULE",
+              help="Import MODULE first (code that registers outbox handlers); repeatable")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))
+@pass_state
+@handle_errors
+def worker(state: CliState, batch: int, poll: float, concurrency: int, once: bool, imports: tuple[str, ...],
+           log_level: str) -> None:
+    """Run the outbox: side effects (plugins' react-hooks, email, SMS, ...) queued by committed
+    changes, with retries, until stopped (SIGTERM or Ctrl-C finish the running jobs first).
+    PostgreSQL: run as many as you like, on any machines. SQLite: one runs, others stand by."""
+    import importlib
+    import logging
+    import signal
+
+    from crmcore.outbox.worker import Worker
+
+    logging.basicConfig(level=getattr(logging, log_level.upper()), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for module in imports:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise CrmError(f"--import {module}: {exc}") from exc
+    runner = Worker(state.crm, batch=batch, poll=poll, concurrency=concurrency)
+    stops = 0
+
+    def _stop(signum: int, _frame: Any) -> None:
+        nonlocal stops
+        stops += 1
+        if stops > 1 and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: leave now; leases bring the rows back
+        logging.getLogger("crmcore.outbox.worker").info(
+            "%s: stopping after the running jobs", signal.Signals(signum).name)
+        runner.stop()
+
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        totals = runner.run(once=once)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if once:
+        click.echo(f"{totals.claimed} jobs: {totals.done} done, {totals.failed} failed, "
+                   f"{totals.parked} parked, {totals.discarded} discarded")
 
 
 @main.command()
@@ -391,7 +458,7 @@ def serve(state: CliState, host: str, port: int, workers: int, threads: int, acc
 @handle_errors
 def demo(state: CliState, seed_only: bool, parties: int, host: str, port: int, workers: int) -> None:
     """Create (once) a demo business with realistic parties, deals in every stage, notes and
-    fields, then serve the admin on it."""
+    fields, then serve the admin on it (with the outbox worker in-process)."""
     from crmcore.demo import seed_demo
     from crmcore.migrations.runner import upgrade
 
@@ -410,7 +477,10 @@ def demo(state: CliState, seed_only: bool, parties: int, host: str, port: int, w
     crm.db.dispose()
     app = create_app(config)
     click.echo(f"open http://{host}:{port}/ and log in as the demo user above")
-    run_server(app, host=host, port=port, workers=workers)
+    from crmcore.outbox.worker import configure_logging
+
+    configure_logging()
+    run_server(app, host=host, port=port, workers=workers, with_worker=True)
 
 
 if __name__ == "__main__":  # python -m crmcore.cli

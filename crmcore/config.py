@@ -31,9 +31,30 @@ class Config:
         "application/vnd.oasis.opendocument.text", "application/vnd.oasis.opendocument.spreadsheet",
         "application/msword", "application/vnd.ms-excel",
     )
-    #: run react-hook jobs right after commit in the same process (the worker picks up the rest)
-    outbox_inline: bool = True
+    #: run react-hook jobs right after commit in the same process instead of leaving them to
+    #: ``crm worker`` (tests and scripts that want effects at once; production leaves it off)
+    outbox_inline: bool = False
+    #: tries before a job is parked for an admin to retry or discard
     outbox_max_attempts: int = 8
+    #: seconds a job may run; the worker abandons it then and records it as failed
+    outbox_job_timeout: float = 30.0
+    #: a claimed row stays leased for its timeout plus this many seconds; a worker that dies
+    #: (kill -9, power loss) leaves its rows to be claimed again once the lease ends
+    outbox_lease_margin: float = 30.0
+    #: retry delays: attempt n waits between half and all of ``base * 2**n`` seconds, at most ``cap``
+    outbox_backoff_base: float = 2.0
+    outbox_backoff_cap: float = 3600.0
+    #: done and discarded rows older than this many seconds are deleted by the worker
+    outbox_retention: float = 86400.0
+    #: how often (seconds) a worker prunes, and how many rows one DELETE removes
+    outbox_prune_interval: float = 60.0
+    outbox_prune_batch: int = 5000
+    #: PostgreSQL: after pruning, a worker runs ``VACUUM outbox`` at most this often (seconds;
+    #: 0 leaves it to autovacuum), so the freed space is reused and the table file stays small
+    outbox_vacuum_interval: float = 30.0
+    #: the address the public reaches this installation at (``https://crm.example.com``): links
+    #: sent out and provider callbacks (SMS status reports) are built from it; empty: none sent
+    public_url: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -90,6 +111,11 @@ def _coerce(kind: Any, value: Any) -> Any:
     kind = str(kind)
     if kind.startswith("bool"):
         return value.strip().lower() in {"1", "true", "yes", "on"}
+    if kind.startswith("float"):
+        try:
+            return float(value)
+        except ValueError as exc:
+            raise ValidationFailed(f"configuration value {value!r} is not a number") from exc
     if kind.startswith("int"):
         try:
             return int(value)

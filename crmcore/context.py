@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.exc import IntegrityError
 
 from crmcore.db import CrmSession, begin_write
@@ -55,29 +55,30 @@ class Context:
 
     @classmethod
     def open(cls, crm: Crm, business: str | int | Business, user: str | int | User | None = None,
-             *, system: bool = False) -> Context:
+             *, system: bool = False, fresh_user: bool = False) -> Context:
         """Open a context; raises NotFound for an unknown business, PermissionDenied for a
-        user who is not a member. ``system=True`` acts as owner without a user (CLI, jobs)."""
+        user who is not a member. ``system=True`` acts as owner without a user (CLI, jobs).
+        ``fresh_user=True`` says ``user`` is a :class:`User` read in this same request (the web's
+        session user), so it is used as read instead of read again."""
 
         with crm.db.session(unscoped=True) as session:  # membership lookup spans businesses
-            biz = _find_business(session, business)
             found_user: User | None = None
             role = Role.OWNER
-            if user is not None:
-                found_user = _find_user(session, user)
-                membership = session.scalar(
-                    select(Membership).where(Membership.business_id == biz.id,
-                                             Membership.user_id == found_user.id)
-                )
-                if membership is None:
+            if user is None:
+                biz = _find_business(session, business)
+                if not system:
+                    raise PermissionDenied("no user given")
+            else:
+                found_user = user if fresh_user and _is_user(user) else _find_user(session, user)
+                # the business and the user's role in it, in one statement (every request opens one)
+                biz, member_role = _business_and_role(session, business, found_user.id)
+                if member_role is None:
                     if not system:
                         raise PermissionDenied(f"{found_user.email} is not a member of business {biz.slug!r}")
                 else:
-                    role = Role(membership.role)
+                    role = Role(member_role)
                 if not found_user.is_active:
                     raise PermissionDenied(f"user {found_user.email} is deactivated")
-            elif not system:
-                raise PermissionDenied("no user given")
             session.expunge_all()
         return cls(crm, biz, found_user, role)
 
@@ -156,8 +157,15 @@ class Context:
         return load_settings(self, plugin)
 
     def _run_pending(self) -> None:
+        """After commit: run the jobs this transaction queued (``outbox_inline``), or wake the
+        workers of this process (``crm serve --with-worker``); others find them when they poll."""
         pending, self._pending = self._pending, []
-        if not pending or not self.crm.config.outbox_inline:
+        if not pending:
+            return
+        if not self.crm.config.outbox_inline:
+            from crmcore.outbox.service import notify_workers
+
+            notify_workers()
             return
         from crmcore.outbox.service import run_messages
 
@@ -180,6 +188,24 @@ def _find_business(session: CrmSession, business: str | int | Business) -> Busin
     if found is None:
         raise NotFound(f"unknown business {business!r}")
     return found
+
+
+def _is_user(value: Any) -> bool:
+    from crmcore.auth.models import User
+
+    return isinstance(value, User)
+
+
+def _business_and_role(session: CrmSession, business: str | int | Business, user_id: int) -> tuple[Business, str | None]:
+    if isinstance(business, Business):
+        business = business.id
+    stmt = select(Business, Membership.role).outerjoin(
+        Membership, and_(Membership.business_id == Business.id, Membership.user_id == user_id))
+    stmt = stmt.where(Business.id == business) if isinstance(business, int) else stmt.where(Business.slug == business)
+    row = session.execute(stmt).first()
+    if row is None:
+        raise NotFound(f"unknown business {business!r}")
+    return row[0], row[1]
 
 
 def _find_user(session: CrmSession, user: Any) -> User:
@@ -254,7 +280,9 @@ def get_or_404(ctx: Context, model: type[T], obj_id: Any, what: str | None = Non
     obj = None
     if obj_id is not None:
         try:
-            obj = ctx.session.get(model, int(obj_id))
+            key = int(obj_id)
+            # beyond 64 bits no row can match, and PostgreSQL would refuse the value (a 500)
+            obj = ctx.session.get(model, key) if -2**63 <= key < 2**63 else None
         except (TypeError, ValueError):
             obj = None
     if obj is None:

@@ -58,6 +58,9 @@ def seed_demo(crm: Crm, *, parties: int = 60, seed: int = 7) -> list[str]:
             add_member(owner_ctx, email, "member")
             rep_ids.append(user.id)
         counts = _seed_data(owner_ctx, rep_ids, parties, random.Random(seed))
+        from crmcore.messaging.service import seed_default_templates
+
+        counts["message templates"] = len(seed_default_templates(owner_ctx))
     finally:
         owner_ctx.close()
     return [

@@ -130,6 +130,9 @@ def crm_config(_crm_schema: _Schema, tmp_path: Path) -> Config:
         database_url=_crm_schema.fresh_url(tmp_path),
         secret_key="test-secret-key",
         secrets_key=_SECRETS_KEY,
+        # react-hook jobs run right after commit, so a test sees a plugin's effects at once;
+        # production leaves them to `crm worker` (tests of the worker turn this off)
+        outbox_inline=True,
     )
 
 

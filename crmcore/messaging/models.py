@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from crmcore.db import Base, BigId, IdMixin, TimestampMixin
+from crmcore.db import Base, BigId, IdMixin, JsonDoc, TimestampMixin
 
 
 class Channel(enum.StrEnum):
@@ -52,7 +52,7 @@ class Message(IdMixin, TimestampMixin, Base):
     body_text: Mapped[str] = mapped_column(Text, default="")
     body_html: Mapped[str | None] = mapped_column(Text)
     #: attachments by reference: ``[{"attachment_id": 5}]`` (timeline attachments of the business)
-    attachments: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    attachments: Mapped[list[dict[str, Any]]] = mapped_column(JsonDoc, default=list)
     template_key: Mapped[str | None] = mapped_column(String(100))
     event: Mapped[str | None] = mapped_column(String(100))
     party_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("parties.id", ondelete="SET NULL"))

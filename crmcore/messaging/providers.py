@@ -140,6 +140,12 @@ class SmsProvider(abc.ABC):
     def send(self, message: OutgoingSms, settings: Mapping[str, Any]) -> SendResult:
         """Send ``message``; raise :class:`TemporaryFailure` or :class:`PermanentFailure`."""
 
+    def supports_idempotency_for(self, settings: Mapping[str, Any]) -> bool:
+        """Whether sends with these settings are deduplicated on ``idempotency_key``: for a
+        provider where that depends on its configuration (a generic gateway with or without an
+        idempotency field). Defaults to :attr:`supports_idempotency`."""
+        return self.supports_idempotency
+
     def parse_callback(self, request: CallbackRequest, settings: Mapping[str, Any]) -> list[StatusUpdate]:
         """Verify and read a status callback; raise :class:`InvalidCallback` when it fails its
         signature check. Providers without callbacks keep this default."""

@@ -38,6 +38,9 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("core-parties", "crmcore.parties.plugin"),
     ("core-timeline", "crmcore.timeline.plugin"),
     ("core-settings", "crmcore.web.settings.plugin"),
+    ("core-messaging", "crmcore.messaging.plugin"),
+    # not essential, off by default: switched on per business by its first notification rule
+    ("core-notifications", "crmcore.messaging.rules"),
 )
 
 

@@ -22,6 +22,7 @@ from crmcore.audit import service as audit
 from crmcore.context import Context, get_or_404, use_case
 from crmcore.db import utcnow
 from crmcore.errors import NotFound, PermissionDenied, ValidationFailed
+from crmcore.messaging.models import Message
 from crmcore.paging import Page, keyset_page
 from crmcore.parties.models import Party
 from crmcore.records.models import Record
@@ -35,7 +36,8 @@ ACTIONS_CAP = 200
 UPCOMING_DAYS = 7
 
 #: feed ``ref_type`` -> model, for :func:`feed`'s ``extra["refs"]``
-REF_MODELS: dict[str, type] = {"note": Note, "attachment": Attachment, "reminder": Reminder}
+REF_MODELS: dict[str, type] = {"note": Note, "attachment": Attachment, "reminder": Reminder,
+                               "message": Message}  # emails and SMS (crmcore.messaging), live status
 
 
 # --------------------------------------------------------------------------------------------

@@ -36,8 +36,10 @@ def create_app(config: Config | None = None, *, crm: Crm | None = None, testing:
     app.extensions["crm"] = crm
     csrf.init_app(app)
 
-    from crmcore.web import auth, errors, pages, requestctx, security
+    from crmcore.messaging import views as messaging_views
+    from crmcore.web import auth, errors, pages, requestctx, security, sms_callbacks
     from crmcore.web.api import init_api
+    from crmcore.web.settings import outbox_pages
 
     requestctx.init_app(app)
     security.init_app(app)
@@ -45,6 +47,9 @@ def create_app(config: Config | None = None, *, crm: Crm | None = None, testing:
     csrf.exempt(init_api(app))  # the API authenticates with bearer tokens, not session cookies
     pages.init_app(app)
     app.register_blueprint(auth.bp)
+    app.register_blueprint(outbox_pages.bp)  # /settings/outbox: the jobs of the business (admins)
+    sms_callbacks.init_app(app)  # public provider callbacks: /hooks/sms/<provider>/<business>
+    messaging_views.init_public(app)  # the public unsubscribe page: /unsubscribe/<token>
     _register_plugin_blueprints(app, crm)
     return app
 

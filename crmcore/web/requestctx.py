@@ -48,7 +48,9 @@ def _load_user(user_id: str) -> WebUser | None:
         user = db_session.get(User, uid)
         if user is None or not user.is_active:
             return None
-        return WebUser(user)
+        db_session.expunge(user)
+    g.crm_user = user  # read in this request: the request's Context takes it as it is
+    return WebUser(user)
 
 
 def init_app(app: Flask) -> None:
@@ -65,13 +67,17 @@ def _open_context() -> Any:
     if not current_user.is_authenticated:
         return login_manager.unauthorized()
     from crmcore.auth.service import businesses_of
+    from crmcore.context import Context
 
     crm = current_app.extensions["crm"]
     business_id = session.get("business_id")
     ctx = None
+    user = g.get("crm_user")
+    if user is None or user.id != current_user.id:
+        user = current_user.id
     if business_id is not None:
         try:
-            ctx = crm.context(int(business_id), current_user.id)
+            ctx = Context.open(crm, int(business_id), user, fresh_user=True)
         except (NotFound, PermissionDenied):
             session.pop("business_id", None)
     if ctx is None:

@@ -23,7 +23,7 @@ class CrmServer(BaseApplication):
 
 
 def serve(app: Any, *, host: str, port: int, workers: int, threads: int = 4, timeout: int = 60,
-          access_log: bool = True) -> None:
+          access_log: bool = True, with_worker: bool = False) -> None:
     """Run ``app`` until stopped. Each worker serves ``threads`` requests at once and keeps idle
     HTTP/1.1 connections open for a few seconds (gthread keep-alive). ``access_log`` writes one
     line per request to stdout; leave it off behind a proxy that logs requests already."""
@@ -43,4 +43,8 @@ def serve(app: Any, *, host: str, port: int, workers: int, threads: int = 4, tim
         # connection pool and opens its own connections
         "post_fork": lambda _server, _worker: app.extensions["crm"].db.engine.dispose(close=False),
     }
+    if with_worker:  # an outbox worker thread in each worker process (SQLite: one runs, the rest stand by)
+        from crmcore.outbox.worker import gunicorn_hooks
+
+        options.update(gunicorn_hooks(app))
     CrmServer(app, options).run()

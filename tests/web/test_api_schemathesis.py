@@ -57,7 +57,7 @@ def test_the_api_keeps_its_documented_promises(app, ctx, seeded):
     failures = []
     for operation in operations:
         names = re.findall(r"{(\w+)}", operation.path)
-        ids = {name: seeded[name] for name in names}
+        ids = {name: seeded[name] for name in names if name in seeded}
         if operation.path.endswith("/qualify"):
             ids["record_id"] = seeded["lead_id"]
         strategy = operation.as_strategy(path_parameters=ids) | operation.as_strategy()

@@ -152,6 +152,8 @@ def test_install_migrate_use_then_uninstall(tmp_path, site_view, plugin_site, da
     assert example["enabled_in"] == ["acme"]
     # (the exit status of `check` also reflects the other installed plugins; ours must fit)
     assert "example: ok" in crm(tmp_path, database_url, installed, "plugins", "check").stdout
+    assert query(database_url, "select message from example_welcome_log") == []  # queued, not run inline
+    ok(crm(tmp_path, database_url, installed, "worker", "--once"))  # the outbox worker runs the enable hook
     assert query(database_url, "select message from example_welcome_log") == [("Example plugin enabled",)]
 
     # uninstalled: the core starts, migrates and lists plugins; the plugin is simply absent

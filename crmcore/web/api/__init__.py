@@ -26,6 +26,7 @@ TAGS = {
     "notes": "Notes on parties and records",
     "fields": "Custom-field definitions",
     "plugins": "Plugins of the business and their settings",
+    "outbox": "Side-effect jobs of the business (admins): waiting, failed, parked; retry or discard",
 }
 
 
@@ -77,6 +78,7 @@ def init_api(app: Flask) -> Any:
         errors,
         fields,
         notes,
+        outbox,
         parties,
         pipelines,
         plugins,

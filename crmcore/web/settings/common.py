@@ -19,6 +19,7 @@ SECTIONS: tuple[tuple[str, str, str], ...] = (
     ("settings.numbering", "Numbering", "How reference codes are built."),
     ("settings.users", "Users and roles", "Who may use this business, and with which role."),
     ("settings.tokens", "API tokens", "Tokens that let other programs use the API."),
+    ("outbox_admin.index", "Outbox", "Emails, messages and plugins' follow-ups waiting, failed or parked; retry or discard them."),
 )
 
 #: a page builder: ``(status, forms) -> response``; ``forms`` maps a form id to its state
