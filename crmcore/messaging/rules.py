@@ -75,6 +75,11 @@ CORE_EVENTS: tuple[NotificationEvent, ...] = (
     NotificationEvent("deal.won", "Deal won", SUBJECTS, description="A deal was closed as won."),
     NotificationEvent("deal.lost", "Deal lost", SUBJECTS, {"lost_reason": "Price"},
                       "A deal was closed as lost."),
+    NotificationEvent("reminder.due", "Reminder due", ("party", "record"),
+                      {"reminder": {"id": 7, "title": "Call back about the quote", "description": "",
+                                    "due_at": "2026-11-24T09:00:00+00:00", "assigned_to_id": 2}},
+                      "A reminder fell due (announced once by the worker, within a minute); "
+                      "its responsible user is the reminder's assignee."),
 )
 
 
@@ -208,11 +213,14 @@ def _mechanism(ctx: Context, channel: str, *, party_id: int | None = None, conta
 
 
 def recipients(ctx: Context, who: str, channel: str, party: Party | None, contact: Any,
-               record: Record | None) -> list[Recipient]:
-    """Who a rule's ``recipient`` means for these subjects, with their address on ``channel``."""
+               record: Record | None, *, assignee_id: int | None = None) -> list[Recipient]:
+    """Who a rule's ``recipient`` means for these subjects, with their address on ``channel``
+    (``assignee_id``: the user an assigned item, such as a reminder, names as responsible)."""
     from crmcore.parties.models import PartySalesRep
     from crmcore.records.models import RecordTeamMember
 
+    if who == "responsible_user" and assignee_id is not None:
+        return _user_recipients(ctx, [assignee_id], channel, "the assignee is deactivated")
     if who == "responsible_user":
         if record is not None and record.owner_id is not None:
             return _user_recipients(ctx, [record.owner_id], channel, "the owner is deactivated")
@@ -273,12 +281,14 @@ def notify(ctx: Context, event: str, **objects: Any) -> list[Message]:
         return []
     party, contact, record = service._subjects(ctx, objects.get("party"), objects.get("contact"), objects.get("record"))
     extra = _extras(objects)
+    assignee_id = getattr(objects.get("reminder"), "assigned_to_id", None)
     sent: list[Message] = []
     for rule in rules:
         template = ctx.session.get(MessageTemplate, rule.template_id)
         if template is None or not template.active:
             continue
-        for recipient in recipients(ctx, rule.recipient, rule.channel, party, contact, record):
+        for recipient in recipients(ctx, rule.recipient, rule.channel, party, contact, record,
+                                    assignee_id=assignee_id):
             sent.append(_send_one(ctx, rule, template, recipient, event, party, contact, record, extra))
     return sent
 
@@ -347,3 +357,16 @@ def crm_after_record_won(ctx: Context, record: Record) -> None:
 def crm_after_record_lost(ctx: Context, record: Record, lost_reason: str | None) -> None:
     if record.type == "deal":
         notify(ctx, "deal.lost", record=record, lost_reason=lost_reason)
+
+
+def _register_reminder_scan() -> None:
+    """Every worker announces reminders that fell due (crmcore.messaging.reminders)."""
+    from crmcore.messaging.reminders import announce_due_reminders
+    from crmcore.outbox.service import register_periodic
+
+    register_periodic("reminders.due", announce_due_reminders, interval=REMINDER_SCAN_SECONDS)
+
+
+#: how often a worker looks for reminders that fell due
+REMINDER_SCAN_SECONDS = 30.0
+_register_reminder_scan()

@@ -202,6 +202,20 @@ def unregister_handler(kind: str) -> None:
     _TIMEOUTS.pop(kind, None)
 
 
+#: tasks every worker runs on a schedule (name -> (fn(crm) -> rows handled, interval in s))
+PERIODIC: dict[str, tuple[Callable[[Any], int], float]] = {}
+
+
+def register_periodic(name: str, fn: Callable[[Any], int], *, interval: float) -> None:
+    """Make every ``crm worker`` call ``fn(crm)`` about every ``interval`` seconds (e.g. turning
+    reminders that fell due into notifications). ``fn`` must be safe with several workers running
+    it at once (claim its rows with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL) and write its
+    effects as outbox rows in its own transaction; it returns how many rows it handled."""
+    if not interval > 0:
+        raise ValueError("a periodic task's interval is a positive number of seconds")
+    PERIODIC[name] = (fn, float(interval))
+
+
 def handlers() -> list[Handler]:
     """The registered kinds (what ``crm worker`` says it runs when it starts)."""
     return [Handler(kind, fn, _TIMEOUTS.get(kind)) for kind, fn in sorted(HANDLERS.items())]

@@ -371,6 +371,7 @@ class Worker:
                  "kinds: %s)", self.name, self.crm.db.engine.url.render_as_string(hide_password=True),
                  self.batch, self.concurrency, self.poll, config.outbox_job_timeout, kinds)
         next_prune = next_vacuum = time.monotonic()
+        next_task: dict[str, float] = {}
         unvacuumed = 0
         errors = 0
         try:
@@ -389,6 +390,8 @@ class Worker:
                                 log.debug("vacuumed the outbox table after pruning %d rows", unvacuumed)
                             unvacuumed = 0
                             next_vacuum = time.monotonic() + float(config.outbox_vacuum_interval)
+                    if self.prune:
+                        self._run_periodic(next_task)
                     report = self.run_batch()
                     errors = 0
                 except SQLAlchemyError as exc:
@@ -420,6 +423,25 @@ class Worker:
                      "%d discarded, %d timed out, %d pruned", self.name, t.batches, t.claimed, t.done,
                      t.failed, t.parked, t.discarded, t.timed_out, t.pruned)
         return self.totals
+
+    def _run_periodic(self, next_task: dict[str, float]) -> None:
+        """Run the registered periodic tasks that are due; one failing task is logged (redacted)
+        and tried again at its next turn, never stopping the worker or the other tasks."""
+        from crmcore.outbox.service import PERIODIC
+
+        now = time.monotonic()
+        for name, (fn, interval) in list(PERIODIC.items()):
+            if now < next_task.get(name, 0.0):
+                continue
+            next_task[name] = now + interval
+            try:
+                handled = fn(self.crm)
+            except Exception as exc:  # a task's failure must not stop the outbox
+                log.warning("periodic task %s failed: %s", name,
+                            redact(f"{type(exc).__name__}: {exc}", _instance_secrets(self.crm)))
+                continue
+            if handled:
+                log.info("periodic task %s handled %d rows", name, handled)
 
     def _acquire(self) -> bool:
         if self.lock.try_acquire():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String, Text
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from crmcore.db import Base, BigId, IdMixin, TimestampMixin, utcnow
@@ -54,6 +54,9 @@ class Reminder(IdMixin, TimestampMixin, Base):
         Index("ix_reminders_assignee_due", "business_id", "assigned_to_id", "done_at", "due_at"),
         Index("ix_reminders_party", "business_id", "party_id"),
         Index("ix_reminders_record", "business_id", "record_id"),
+        # the worker's scan for reminders that fell due and were not announced yet (install-wide)
+        Index("ix_reminders_unannounced", "due_at", sqlite_where=text("done_at IS NULL AND notified_at IS NULL"),
+              postgresql_where=text("done_at IS NULL AND notified_at IS NULL")),
     )
 
     business_id: Mapped[int] = mapped_column(BigId, ForeignKey("businesses.id", ondelete="CASCADE"))
@@ -66,6 +69,8 @@ class Reminder(IdMixin, TimestampMixin, Base):
     due_at: Mapped[dt.datetime]
     done_at: Mapped[dt.datetime | None]
     done_by_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("users.id", ondelete="SET NULL"))
+    #: when the worker announced it as due (the "reminder due" notification event), once
+    notified_at: Mapped[dt.datetime | None]
 
 
 class TimelineEvent(IdMixin, Base):

@@ -374,6 +374,8 @@ def update_reminder(ctx: Context, reminder_id: int, **changes: Any) -> Reminder:
     diff = {k: [getattr(reminder, k), v] for k, v in data.items() if getattr(reminder, k) != v}
     for key, value in data.items():
         setattr(reminder, key, value)
+    if "due_at" in diff:
+        reminder.notified_at = None  # a new due time is announced when it comes
     if diff:
         audit.record(ctx, "reminder.updated", reminder, changes=diff)
     return reminder
