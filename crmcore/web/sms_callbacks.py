@@ -21,6 +21,7 @@ from crmcore.errors import CrmError, NotFound, PermissionDenied
 from crmcore.messaging.providers import CallbackRequest, InvalidCallback, StatusUpdate
 from crmcore.messaging.sms import sms_provider, sms_provider_settings
 from crmcore.messaging.status import apply_status_updates, status_callback_url
+from crmcore.tenancy.service import SLUG_RE
 
 log = logging.getLogger("crmcore.messaging")
 
@@ -57,6 +58,8 @@ def _text(message: str, status: int) -> Response:
 @bp.route("/hooks/sms/<provider>/<business>", methods=["GET", "POST"], endpoint="status_callback")
 def status_callback(provider: str, business: str) -> Response:
     crm = current_app.extensions["crm"]
+    if not SLUG_RE.fullmatch(business):  # not a slug (a NUL byte would reach the database): no such business
+        return _text("not found", 404)
     try:
         ctx = crm.context(business, system=True)
     except (NotFound, PermissionDenied):
