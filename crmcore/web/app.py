@@ -37,10 +37,11 @@ def create_app(config: Config | None = None, *, crm: Crm | None = None, testing:
     csrf.init_app(app)
 
     from crmcore.messaging import views as messaging_views
-    from crmcore.web import auth, errors, pages, requestctx, security, sms_callbacks
+    from crmcore.web import auth, errors, pages, requestctx, security, sms_callbacks, unstorable
     from crmcore.web.api import init_api
     from crmcore.web.settings import outbox_pages
 
+    unstorable.init_app(app)  # before the login loader and any query: NUL bytes answer 422
     requestctx.init_app(app)
     security.init_app(app)
     errors.init_app(app)
