@@ -16,7 +16,9 @@ class PluginInfo:
     ``Schema`` class (fields with ``metadata={"secret": True}`` are encrypted at rest).
     ``migrations`` is a dotted module or a folder path holding the plugin's Alembic versions, and
     ``metadata`` its SQLAlchemy ``MetaData`` (for autogenerate and checks). ``essential`` plugins
-    (only the core's own) cannot be disabled.
+    (only the core's own) cannot be disabled. ``hookspecs`` is a module (or class) of
+    ``@crmcore.hookspec`` functions: hooks this plugin raises for other plugins (e.g.
+    ``crm_after_invoice_paid``); a plugin implementing them lists this one in ``depends``.
     """
 
     title: str
@@ -30,4 +32,5 @@ class PluginInfo:
     model_base: Any = None
     essential: bool = False
     enabled_by_default: bool = False
+    hookspecs: Any = None
     extra: dict[str, Any] = field(default_factory=dict)

@@ -167,6 +167,8 @@ class PluginRegistry:
         except TypeError as exc:  # pluggy's per-business subset callers keep plugins in sets
             raise PluginLoadError(f"plugin {name!r}: the plugin object must be hashable (a module, a class "
                                   f"or an instance of a plain class), not {type(obj).__name__}") from exc
+        if info.hookspecs is not None:
+            self._add_plugin_hookspecs(name, info.hookspecs)
         problems = self.contract_problems(name, obj, info)
         if problems:
             raise PluginLoadError(f"plugin {name!r}: " + "; ".join(problems))
@@ -182,6 +184,24 @@ class PluginRegistry:
             register_model_base(info.model_base)
         self._changed()
         return loaded
+
+    def _add_plugin_hookspecs(self, name: str, specs: Any) -> None:
+        """Add the hooks a plugin raises for others. Names must start with ``crm_`` and may not
+        redefine a hook of the core or of another plugin; a spec added before (the same plugin
+        registered again) is kept, since pluggy cannot remove one."""
+        new = {attr for attr in dir(specs) if self.pm.parse_hookspec_opts(specs, attr) is not None}
+        if not new:
+            raise PluginLoadError(f"plugin {name!r}: its hookspecs hold no @crmcore.hookspec function")
+        for attr in sorted(new):
+            if not attr.startswith("crm_"):
+                raise PluginLoadError(f"plugin {name!r}: hook spec {attr} must start with crm_")
+            caller = getattr(self.pm.hook, attr, None)
+            if caller is not None and caller.spec is not None and caller.spec.namespace is not specs:
+                raise PluginLoadError(f"plugin {name!r}: hook spec {attr} is already defined elsewhere")
+        if all(getattr(self.pm.hook, attr, None) is not None and getattr(self.pm.hook, attr).spec is not None
+               for attr in new):
+            return
+        self.pm.add_hookspecs(specs)
 
     def unregister(self, name: str) -> None:
         loaded = self.plugins.pop(name, None)

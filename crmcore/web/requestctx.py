@@ -13,6 +13,7 @@ from flask import Flask, abort, current_app, g, redirect, request, session, url_
 from flask_login import LoginManager, UserMixin, current_user
 
 from crmcore.errors import NotFound, PermissionDenied
+from crmcore.web.public import is_public
 
 login_manager = LoginManager()
 login_manager.login_view = "auth.login"
@@ -64,6 +65,8 @@ def _open_context() -> Any:
         return None
     if request.blueprint in ("api", "api-docs"):
         return None  # the API authenticates with tokens (crmcore.web.api)
+    if is_public(request.blueprint):
+        return None  # a plugin's public page or webhook opens its business from the URL (crmcore.web.public)
     if not current_user.is_authenticated:
         return login_manager.unauthorized()
     from crmcore.auth.service import businesses_of
