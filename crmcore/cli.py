@@ -329,8 +329,13 @@ def parties_import(state: CliState, csv_file: str, business_slug: str, user_emai
                 click.echo(f"column {column!r}: {messages[0]}", err=True)
             raise
     verb = "would import" if dry_run else "imported"
-    click.echo(f"{verb} {report.created} parties ({report.contacts} contacts) from {report.rows} rows"
-               + (f"; skipped {report.skipped} duplicates" if report.skipped else ""))
+    click.echo(f"{verb} {_count(report.created, 'party', 'parties')} "
+               f"({_count(report.contacts, 'contact', 'contacts')}) from {_count(report.rows, 'row', 'rows')}"
+               + (f"; skipped {_count(report.skipped, 'duplicate', 'duplicates')}" if report.skipped else ""))
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
 
 
 @plugins.command("check")

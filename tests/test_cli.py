@@ -133,6 +133,10 @@ def test_parties_import_from_csv(initialised, tmp_path):
     assert "line 2, email: sales@acme.example is already the email of party 'Acme'" in result.output
     result = initialised("parties", "import", str(good), "--business", "shop", "--skip-duplicates")
     assert result.exit_code == 0 and "imported 0 parties" in result.output and "skipped 2 duplicates" in result.output
+    one = tmp_path / "one.csv"
+    one.write_text("name,email\nInitech,hello@initech.example\n", encoding="utf-8")
+    result = initialised("parties", "import", str(one), "--business", "shop")
+    assert result.exit_code == 0 and "imported 1 party (0 contacts) from 1 row" in result.output
 
 
 def test_parties_import_reports_every_bad_cell_and_writes_nothing(initialised, tmp_path):

@@ -478,7 +478,7 @@ def _insert(ctx: Context, rtype: RecordType, values: dict[str, Any], *, source: 
         custom=custom,
         created_by_id=ctx.user_id,
     )
-    record.reference = _reference(ctx, rtype)
+    record.reference = None if rtype.deferred_reference else _reference(ctx, rtype)
     ctx.session.add(record)
     ctx.session.flush()
     if stage is not None:
@@ -509,10 +509,58 @@ def _insert(ctx: Context, rtype: RecordType, values: dict[str, Any], *, source: 
     return record
 
 
-def _reference(ctx: Context, rtype: RecordType) -> str | None:
-    from crmcore.numbering.service import assign_reference
+def _reference(ctx: Context, rtype: RecordType, when: dt.datetime | dt.date | None = None) -> str | None:
+    from crmcore.numbering.service import active_rule
+    from crmcore.numbering.service import assign_reference as next_code
 
-    return assign_reference(ctx, rtype.reference_target or _custom_target(rtype.key))
+    target = rtype.reference_target or _custom_target(rtype.key)
+    if rtype.default_pattern and active_rule(ctx, target) is None:
+        _seed_rule(ctx, target, rtype.default_pattern)
+    return next_code(ctx, target, when)
+
+
+def _seed_rule(ctx: Context, target: str, pattern: str) -> None:
+    """Give ``target`` the type's default pattern when the business has no rule for it at all
+    (a plugin's type: the core seeds only its own at business creation). A racing writer may
+    seed it first: its rule is kept."""
+    from sqlalchemy.exc import IntegrityError
+
+    from crmcore.numbering.models import NumberingRule
+
+    if ctx.session.scalar(select(NumberingRule.id).where(NumberingRule.target == target)) is not None:
+        return
+    try:
+        with ctx.session.begin_nested():
+            ctx.session.add(NumberingRule(target=target, pattern=pattern, is_active=True))
+    except IntegrityError:
+        pass
+
+
+@use_case(Role.MEMBER)
+def assign_reference(ctx: Context, record_id: int, *, when: dt.datetime | dt.date | None = None) -> Record:
+    """Give the record its reference code now, from its type's numbering rule (``when``: the
+    day the code's date parts come from; default today). For types with
+    ``deferred_reference``, whose plugin numbers a record at a later step (an invoice when it
+    is issued). The number is taken in the caller's transaction, so it is gap-free: a rollback
+    gives it back. A record that has a code keeps it (calling again changes nothing); without
+    an active rule for its type the record stays without one."""
+    record = _record(ctx, record_id, lock=True)
+    if record.reference is not None:
+        return record
+    _writable(ctx, record)
+    reference = _reference(ctx, get_record_type(ctx, record.type), when)
+    if reference is None:
+        return record
+    record.reference = reference
+    ctx.session.flush()
+    changes = {"reference": [None, reference]}
+    audit.record(ctx, "record.reference_assigned", record, changes=changes)
+    from crmcore.timeline.service import log_event
+
+    log_event(ctx, "record_updated", f"{_name(ctx, record).capitalize()} numbered", record_id=record.id,
+              party_id=record.party_id, ref_type="record", ref_id=record.id, data={"fields": ["reference"]})
+    ctx.emit("crm_after_record_updated", record=record, changes=changes)
+    return record
 
 
 @use_case(Role.MEMBER)

@@ -29,8 +29,14 @@ class RecordType:
 
     ``reference_target`` is the numbering target (``record:<key>``) its reference codes come
     from; ``default_pattern`` is the numbering pattern seeded for it (None: no reference codes
-    unless an admin adds a rule). A type without a pipeline has no stages and cannot be moved,
-    won or lost.
+    unless an admin adds a rule): the core's types get theirs when a business is created, a
+    plugin's type when its first code is taken while the business has no rule at all for the
+    target (an admin's rule, active or not, is never replaced). A type without a pipeline has no
+    stages and cannot be moved, won or lost.
+
+    ``deferred_reference``: a new record gets no code; its plugin gives it one later with
+    :func:`crmcore.records.service.assign_reference` (an invoice is numbered when it is issued,
+    so issued invoices have gap-free numbers and drafts take none).
     """
 
     key: str
@@ -40,6 +46,7 @@ class RecordType:
     reference_target: str = ""
     default_pattern: str | None = None
     icon: str = ""
+    deferred_reference: bool = False
 
 
 LEAD = RecordType("lead", "Lead", "Leads", reference_target="record:lead",
