@@ -50,7 +50,9 @@ SUBJECTS = ("party", "contact", "record")
 @dataclass(frozen=True)
 class NotificationEvent:
     """An event rules can react to. ``objects`` are the subjects it carries (party, contact,
-    record; the others are None in its sample); ``variables`` its own values, with samples."""
+    record; the others are None in its sample); ``variables`` its own values, with samples.
+    ``for_rules=False`` declares template variables only (a plugin that sends by itself, like
+    mass mail): the event is not offered on the Rules page and no rule may use it."""
 
     key: str
     label: str
@@ -58,6 +60,7 @@ class NotificationEvent:
     variables: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
     plugin: str | None = None
+    for_rules: bool = True
 
     def sample(self) -> dict[str, Any]:
         return tpl.sample_context(dict(self.variables), absent=tuple(s for s in SUBJECTS if s not in self.objects))
@@ -97,8 +100,14 @@ def events(ctx: Context | None) -> dict[str, NotificationEvent]:
         for item in plugin.info.extra.get(EXTRA_KEY, ()) or ():
             event = item if isinstance(item, NotificationEvent) else NotificationEvent(**item)
             out.setdefault(event.key, NotificationEvent(event.key, event.label, tuple(event.objects),
-                                                        dict(event.variables), event.description, name))
+                                                        dict(event.variables), event.description, name,
+                                                        event.for_rules))
     return out
+
+
+def rule_events(ctx: Context) -> dict[str, NotificationEvent]:
+    """The events a rule may react to in ctx's business (not the template-only ones)."""
+    return {key: event for key, event in events(ctx).items() if event.for_rules}
 
 
 # --------------------------------------------------------------------------------------------
@@ -112,7 +121,7 @@ def list_rules(ctx: Context) -> list[NotificationRule]:
 
 def _checked(ctx: Context, data: Mapping[str, Any]) -> dict[str, Any]:
     values = load(RuleInput, dict(data), "rule")
-    event = events(ctx).get(values["event"])
+    event = rule_events(ctx).get(values["event"])
     if event is None:
         message = f"unknown event {values['event']!r}"
         raise ValidationFailed(message, {"event": [message]})

@@ -209,7 +209,7 @@ def _rule_form() -> dict[str, Any]:
 
 def rules_page(status: int = 200, forms: dict[str, dict[str, Any]] | None = None) -> Any:
     return _render("messaging/rules.html", status, rules=rules_service.list_rules(g.ctx),
-                   events=rules_service.events(g.ctx), templates=service.list_templates(g.ctx),
+                   events=rules_service.rule_events(g.ctx), templates=service.list_templates(g.ctx),
                    recipients=RECIPIENT_LABELS, channels=CHANNELS, forms=forms or {},
                    running=g.ctx.is_enabled(rules_service.NAME))
 

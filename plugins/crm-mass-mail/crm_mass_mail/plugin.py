@@ -32,6 +32,7 @@ PLUGIN = PluginInfo(
     extra={"notification_events": [{
         "key": "mass_mail", "label": "Mass mail", "objects": ("party",), "variables": {"campaign": "Spring news"},
         "description": "The variables of a mass email (the campaign's name); sent by campaigns, not by rules.",
+        "for_rules": False,
     }]},
 )
 

@@ -8,6 +8,7 @@ import re
 from crm_mass_mail import service
 from sqlalchemy import text
 
+from crmcore.messaging import service as messaging
 from crmcore.parties.service import create_party
 from crmcore.testing import CrmClient
 
@@ -121,3 +122,21 @@ def test_another_business_campaign_is_404(mm, client, other_ctx):
 
 def test_the_pages_are_404_where_the_plugin_is_off(ctx, client):
     assert client.get("/mass-mail/").status_code == 404
+
+
+def test_the_mass_mail_variables_are_not_a_rule_event(mm, client):
+    """Campaigns send by themselves: their event only declares template variables, so the Rules
+    page does not offer it and a rule for it is refused, while templates may still use them."""
+    import pytest
+
+    from crmcore.errors import ValidationFailed
+    from crmcore.messaging import rules
+
+    assert "mass_mail" in rules.events(mm) and "mass_mail" not in rules.rule_events(mm)
+    page = client.get("/messages/rules").get_data(as_text=True)
+    assert 'value="mass_mail"' not in page and 'value="deal.won"' in page
+    template = messaging.list_templates(mm)[0]
+    with pytest.raises(ValidationFailed) as refused:
+        rules.create_rule(mm, {"event": "mass_mail", "recipient": "client_contact", "channel": "email",
+                               "template_id": template.id, "active": True})
+    assert "unknown event" in refused.value.errors["event"][0]
