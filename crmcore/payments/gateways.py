@@ -42,7 +42,7 @@ PAYMENT_GATEWAYS_GROUP = "crmcore.payment_gateways"
 #: re-exported: the failure classes are those of messaging providers, so that
 #: :func:`crmcore.messaging.http.call` (one bounded HTTP request) serves gateways too
 GatewayError = DeliveryError
-__all__ = ["PAYMENT_GATEWAYS_GROUP", "EnabledGateway", "GatewayError", "InvalidWebhook", "PaymentEvent",
+__all__ = ["PAYMENT_GATEWAYS_GROUP", "EnabledGateway", "EventKind", "GatewayError", "InvalidWebhook", "PaymentEvent",
            "PaymentGateway", "PaymentRequest", "PaymentSession", "PermanentFailure", "RefundResult",
            "ReturnRequest", "TemporaryFailure", "WebhookRequest", "enabled_gateways", "from_minor_units",
            "get_gateway", "minor_units"]
