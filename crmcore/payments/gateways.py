@@ -57,7 +57,8 @@ class EventKind:
     SUCCEEDED = "succeeded"   # money was taken: record a payment
     PENDING = "pending"       # accepted but not settled yet (bank debit, review): nothing to record
     FAILED = "failed"         # the attempt failed or was cancelled: no payment
-    REFUNDED = "refunded"     # money was given back: ``amount`` is the refunded amount
+    REFUNDED = "refunded"     # money was given back: ONE event per refund, ``amount`` is that refund's
+    #                           amount (not a running total), ``provider_refund_id`` names it
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,8 @@ class PaymentEvent:
     provider_event_id: str | None = None
     occurred_at: dt.datetime | None = None
     detail: str | None = None     # shown to admins (a decline reason), no secrets
+    #: REFUNDED only: the provider's id of this refund; the owning plugin counts a refund once per id
+    provider_refund_id: str | None = None
 
 
 @dataclass(frozen=True)
