@@ -256,6 +256,43 @@ def test_more_matches_than_the_cap_say_so(ctx, monkeypatch):
     assert not ps.list_parties(ctx, {"q": "common 4"}).extra["search_capped"]
 
 
+def test_a_common_term_is_found_by_walking_the_names_in_order(ctx, monkeypatch):
+    """PostgreSQL: a term in many of the first names is looked for along the name index (no
+    trigram bitmap of every match); the capped result is the first names in sort order, and the
+    other business's names never count. A term rare at the start falls back to the index."""
+    if on_sqlite(ctx):
+        pytest.skip("the name walk is PostgreSQL's plan for common terms; SQLite's FTS5 has no such cost")
+    monkeypatch.setattr(search, "MATCH_CAP", 4)
+    monkeypatch.setattr(search, "PG_PROBE_NAMES", 10)
+    monkeypatch.setattr(search, "PG_COMMON_SHARE", 0.2)
+    monkeypatch.setattr(search, "PG_WALK_NAMES", 30)
+    names = [f"Straw {c} Farm" for c in "ABCDEFGH"] + [f"Beta {c}" for c in "ABCDEFGH"]
+    made = {n: ps.create_party(ctx, {"name": n}).id for n in names}
+    walked = []
+    real = search._pg_common_name_ids
+    monkeypatch.setattr(search, "_pg_common_name_ids", lambda *a: walked.append(r := real(*a)) or r)
+    page = ps.list_parties(ctx, {"q": "straw"}, limit=10)
+    assert walked[-1] is not None  # common: the walk answered
+    assert page.extra["search_capped"] and [p.id for p in page.items] == [made[f"Straw {c} Farm"] for c in "ABCD"]
+    # the first 10 names are Beta A-H, Straw A-B: 2 hold "straw" (common), 1 holds "eta h" (rare)
+    assert found(ctx, "eta h") == [made["Beta H"]] and walked[-1] is None
+
+
+def test_a_term_common_early_and_rare_later_is_complete(ctx, monkeypatch):
+    """The walk is bounded: when it runs out before the cap, the trigram index answers, so no
+    match past the walked names is lost."""
+    if on_sqlite(ctx):
+        pytest.skip("PostgreSQL's plan only")
+    monkeypatch.setattr(search, "MATCH_CAP", 5)
+    monkeypatch.setattr(search, "PG_PROBE_NAMES", 4)
+    monkeypatch.setattr(search, "PG_COMMON_SHARE", 0.5)
+    monkeypatch.setattr(search, "PG_WALK_NAMES", 6)
+    early = [ps.create_party(ctx, {"name": f"Aa Zeno {i}"}).id for i in range(3)]
+    filler = [ps.create_party(ctx, {"name": f"Mm Filler {i}"}).id for i in range(6)]
+    late = ps.create_party(ctx, {"name": "Zz Zeno last"}).id
+    assert sorted(found(ctx, "zeno")) == sorted([*early, late]) and filler
+
+
 def test_list_page_says_refine(client, ctx, monkeypatch):
     monkeypatch.setattr(search, "MATCH_CAP", 2)
     for i in range(3):
