@@ -12,7 +12,7 @@ number; if that fails, it reports nothing and the webhook tells.
 Webhooks: signed with the Signature Key (see :mod:`crm_payments_authorizenet.webhooks`);
 ``net.authorize.payment.authcapture.created`` reports the payment (or its decline),
 ``refund.created`` a refund (the refunded payment is looked up: the notification names only the
-refund), ``void.created`` a cancelled payment, the ``fraud.*`` events a held payment and its
+refund; ``provider_refund_id`` is the refund's own transaction id), ``void.created`` a cancelled payment, the ``fraud.*`` events a held payment and its
 review.
 
 Refund: the card's masked number comes from ``getTransactionDetailsRequest``, then
@@ -251,7 +251,7 @@ class AuthorizeNetGateway(PaymentGateway):
         amount = _money(tx["auth_amount"] if tx["auth_amount"] is not None else details.get("settleAmount"))
         return [PaymentEvent(
             kind=EventKind.REFUNDED, provider_reference=None, provider_payment_id=original, amount=amount,
-            provider_event_id=note["notification_id"], occurred_at=when,
+            provider_event_id=note["notification_id"], occurred_at=when, provider_refund_id=tx["id"],
             detail=_note(config, f"refund {tx['id']} of transaction {original}: {amount} (this refund only)"),
         )]
 

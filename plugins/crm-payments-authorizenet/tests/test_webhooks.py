@@ -211,7 +211,33 @@ def test_a_refund_notification_names_the_refunded_payment(fake, gateway):
     [event] = gateway.parse_webhook(request, fake.settings())
     assert event.kind == EventKind.REFUNDED and event.provider_payment_id == paid.trans_id
     assert event.amount == Decimal("100.00") and refund.provider_refund_id in event.detail
+    assert event.provider_refund_id == refund.provider_refund_id
     assert fake.requests("getTransactionDetailsRequest")[-1].body["transId"] == refund.provider_refund_id
+
+
+def test_each_refund_is_its_own_event_named_by_its_transaction(fake, gateway):
+    """Two partial refunds: two events, each with its own amount and refund id (never a running
+    total); a redelivered notification names the same refund again, so it is counted once."""
+    token = gateway.create_session(_payment(), fake.settings()).redirect_fields["token"]
+    paid = fake.pay(token)
+    fake.settle()
+    first = gateway.refund(paid.trans_id, Decimal("100.00"), "USD", "refund-1", fake.settings())
+    first_note = fake.webhooks[-1]
+    second = gateway.refund(paid.trans_id, Decimal("30.25"), "USD", "refund-2", fake.settings())
+    second_note = fake.webhooks[-1]
+    events = [event for note in (first_note, second_note, first_note) for event in gateway.parse_webhook(
+        WebhookRequest("POST", URL, note.headers, {}, note.body), fake.settings())]
+    assert [(e.provider_refund_id, e.amount) for e in events] == [
+        (first.provider_refund_id, Decimal("100.00")), (second.provider_refund_id, Decimal("30.25")),
+        (first.provider_refund_id, Decimal("100.00"))]
+    assert first.provider_refund_id != second.provider_refund_id
+    assert {e.provider_payment_id for e in events} == {paid.trans_id}
+    assert all(e.kind == EventKind.REFUNDED for e in events)
+
+
+def test_only_refunds_carry_a_refund_id(fake, gateway):
+    [event] = parse(gateway, fake, delivery(fake.signature_key))
+    assert event.kind == EventKind.SUCCEEDED and event.provider_refund_id is None
 
 
 def test_a_refund_notification_when_details_are_out_of_reach(fake, gateway, caplog):

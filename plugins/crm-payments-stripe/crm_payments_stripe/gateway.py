@@ -5,9 +5,16 @@ currency's smallest unit), sent with the attempt's ``Idempotency-Key``: a retry 
 attempt gets the same session back. The payer pays on Stripe's page, then comes back to
 ``return_url``; :meth:`StripeGateway.handle_return` retrieves the session
 (``GET /v1/checkout/sessions/{id}``) rather than trusting the query. Stripe also calls the webhook
-(``checkout.session.completed`` and friends, ``charge.refunded``), signed with the endpoint's
+(``checkout.session.completed`` and friends, the refund events), signed with the endpoint's
 secret. The attempt id travels as ``client_reference_id`` and in the metadata of the session and
-of its PaymentIntent (which Stripe copies onto the charge), so every event names its attempt.
+of its PaymentIntent (which Stripe copies onto the charge), so every payment event names its
+attempt.
+
+Refunds are reported one event per refund, named by the refund's id ``re_...`` and carrying
+that refund's amount: ``charge.refunded`` holds only the charge's running total, so the charge's
+refunds are listed (``GET /v1/refunds?charge=...``); ``refund.created``, ``refund.updated`` and
+``charge.refund.updated`` hold the refund itself. Only succeeded refunds are reported; the same
+refund reported by several events or deliveries is counted once by its id (the owning plugin).
 """
 
 from __future__ import annotations
@@ -22,7 +29,16 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields
 
 from crm_payments_stripe.client import calling, clean, new_client
 from crm_payments_stripe.schemas import is_test_mode, load_settings
-from crm_payments_stripe.webhooks import HEADER, Charge, CheckoutSession, read_event, read_object, verify
+from crm_payments_stripe.webhooks import (
+    HEADER,
+    Charge,
+    CheckoutSession,
+    Refund,
+    read_event,
+    read_object,
+    read_refunds,
+    verify,
+)
 from crmcore.payments.gateways import (
     EventKind,
     InvalidWebhook,
@@ -33,6 +49,7 @@ from crmcore.payments.gateways import (
     PermanentFailure,
     RefundResult,
     ReturnRequest,
+    TemporaryFailure,
     WebhookRequest,
     from_minor_units,
     minor_units,
@@ -49,6 +66,10 @@ EMAIL = re.compile(r"[^@\s<>\"']+@[^@\s<>\"']+\.[^@\s<>\"']+\Z")
 CURRENCY = re.compile(r"[A-Z]{3}\Z")
 #: Stripe's limits: idempotency keys, metadata values
 MAX_KEY, MAX_METADATA_VALUE = 255, 500
+#: refunds read for one ``charge.refunded``: Stripe's largest page, newest first. The refund the
+#: event is about is on it (older ones had events of their own), and one call stays within
+#: :attr:`StripeGateway.timeout`
+REFUND_PAGE = 100
 
 
 def stripe_locale(locale: str | None) -> str | None:
@@ -127,6 +148,8 @@ class StripeGateway(PaymentGateway):
 
     def parse_webhook(self, request: WebhookRequest, settings: Mapping[str, Any], *,
                       now: dt.datetime | None = None) -> list[PaymentEvent]:
+        """Verify and read a delivery. ``charge.refunded`` asks Stripe for the charge's refunds:
+        when that fails, TemporaryFailure (answered non-2xx, so Stripe delivers it again)."""
         try:
             config = load_settings(settings)
         except ValueError as exc:
@@ -293,21 +316,64 @@ def _expired(event: dict[str, Any], config: Mapping[str, Any]) -> list[PaymentEv
     return [_session_event(EventKind.FAILED, session, event, config, "the Checkout Session expired unpaid")]
 
 
-def _refunded(event: dict[str, Any], config: Mapping[str, Any]) -> list[PaymentEvent]:
-    charge = read_object(Charge(), event)
-    currency = charge["currency"].upper()
-    total = from_minor_units(charge["amount_refunded"], currency)
-    return [PaymentEvent(
+def _refund_event(refund: Mapping[str, Any], payment_id: str, attempt_id: int | None, event: Mapping[str, Any],
+                  config: Mapping[str, Any]) -> PaymentEvent:
+    """One refund: its own id and amount, when it was made (else when the event was sent)."""
+    currency = refund["currency"].upper()
+    amount = from_minor_units(refund["amount"], currency)
+    when = dt.datetime.fromtimestamp(refund["created"], dt.UTC) if refund["created"] is not None else None
+    charge = f" (charge {refund['charge']})" if refund["charge"] else ""
+    return PaymentEvent(
         kind=EventKind.REFUNDED,
         provider_reference=None,
-        provider_payment_id=charge["payment_intent"] or charge["id"],
-        amount=total,
+        provider_payment_id=payment_id,
+        amount=amount,
         currency=currency,
-        attempt_id=attempt_of(charge["metadata"], None),
+        attempt_id=attempt_id,
         provider_event_id=event["id"],
-        occurred_at=_occurred(event),
-        detail=_mode_note(config, f"{total} {currency} refunded in total on this payment (charge {charge['id']})"),
-    )]
+        occurred_at=when or _occurred(event),
+        detail=_mode_note(config, f"refund {refund['id']}: {amount} {currency} given back{charge}"),
+        provider_refund_id=refund["id"],
+    )
+
+
+def _given_back(refund: Mapping[str, Any]) -> bool:
+    """Only a succeeded refund gave money back; a pending one is reported when it succeeds."""
+    return refund["status"] == "succeeded" and refund["amount"] > 0
+
+
+def _charge_refunded(event: dict[str, Any], config: Mapping[str, Any]) -> list[PaymentEvent]:
+    """``charge.refunded`` names the charge, not the refund: the charge's refunds are listed and
+    each succeeded one reported, oldest first. A failed lookup raises TemporaryFailure (even a
+    refused key: the event is genuine, and Stripe delivers it again once the settings are fixed)."""
+    charge = read_object(Charge(), event)
+    params = {"charge": charge["id"], "limit": REFUND_PAGE}
+    try:
+        answer = calling("Stripe's refunds of the payment could not be read", config,
+                         lambda: new_client(config).v1.refunds.list(params=params))
+    except PermanentFailure as exc:
+        refused = TemporaryFailure(str(exc))
+    else:
+        refused = None
+    if refused is not None:
+        raise refused  # outside the except block: no chained exception to show or store
+    listed = read_refunds(answer.to_dict())
+    if listed is None:
+        raise TemporaryFailure(f"Stripe's list of the refunds of charge {charge['id']} cannot be read")
+    payment_id = charge["payment_intent"] or charge["id"]
+    attempt_id = attempt_of(charge["metadata"], None)
+    return [_refund_event(refund, payment_id, attempt_id, event, config) for refund in reversed(listed["data"])
+            if _given_back(refund) and refund["charge"] in (None, charge["id"])]
+
+
+def _refund_changed(event: dict[str, Any], config: Mapping[str, Any]) -> list[PaymentEvent]:
+    """``refund.created`` / ``refund.updated`` / ``charge.refund.updated``: the refund itself; a
+    refund of no charge (a customer balance refund) is no payment of ours."""
+    refund = read_object(Refund(), event)
+    payment_id = refund["payment_intent"] or refund["charge"]
+    if not payment_id or not _given_back(refund):
+        return []
+    return [_refund_event(refund, payment_id, None, event, config)]
 
 
 _HANDLERS: dict[str, Callable[[dict[str, Any], Mapping[str, Any]], list[PaymentEvent]]] = {
@@ -315,5 +381,9 @@ _HANDLERS: dict[str, Callable[[dict[str, Any], Mapping[str, Any]], list[PaymentE
     "checkout.session.async_payment_succeeded": _async_succeeded,
     "checkout.session.async_payment_failed": _async_failed,
     "checkout.session.expired": _expired,
-    "charge.refunded": _refunded,
+    "charge.refunded": _charge_refunded,
+    "refund.created": _refund_changed,
+    "refund.updated": _refund_changed,
+    # the name of refund.updated for charge refunds on API versions before 2024-10-28
+    "charge.refund.updated": _refund_changed,
 }

@@ -7,6 +7,8 @@ such as ``line_items[0][price_data][currency]``, ``Authorization: Bearer <key>``
   parameters, URLs, currency, amount limits, metadata limits, locale) and answers the session;
 - ``GET /v1/checkout/sessions/{id}``;
 - ``POST /v1/refunds`` (``payment_intent`` or ``charge``, ``amount``);
+- ``GET /v1/refunds`` (filters ``charge`` and ``payment_intent``, ``limit`` 1 to 100, default 10,
+  and the ``starting_after`` / ``ending_before`` cursors): newest first, as Stripe lists them;
 - ``Idempotency-Key``: the same key with the same parameters answers the saved response again
   (``Idempotent-Replayed: true``), with other parameters a 400 ``idempotency_error``;
 - a wrong or missing key is a 401 with Stripe's error document (the key masked, as Stripe does).
@@ -16,9 +18,10 @@ And the payer's side: ``GET /checkout/{id}`` is a small hosted payment page whos
 ``checkout.session.completed`` webhook when :attr:`FakeStripe.webhook_url` is set, and redirects
 the browser to ``success_url``. Tests drive the rest: :meth:`FakeStripe.mark_paid`,
 :meth:`~FakeStripe.mark_processing` / :meth:`~FakeStripe.settle` (delayed methods such as SEPA
-debit), :meth:`~FakeStripe.expire`, events built from the current objects
-(:meth:`~FakeStripe.session_event`, :meth:`~FakeStripe.refund_event`) and signed as Stripe signs
-them (:meth:`~FakeStripe.signed`, :meth:`~FakeStripe.webhook`); :meth:`~FakeStripe.fail_next`
+debit), :meth:`~FakeStripe.expire`, :meth:`~FakeStripe.settle_refund` (a pending refund
+succeeds or fails), events built from the current objects (:meth:`~FakeStripe.session_event`,
+:meth:`~FakeStripe.refund_event` for ``charge.refunded``, :meth:`~FakeStripe.refund_object_event`
+for ``refund.*``) and signed as Stripe signs them (:meth:`~FakeStripe.signed`, :meth:`~FakeStripe.webhook`); :meth:`~FakeStripe.fail_next`
 answers the next API requests with 429/5xx, :meth:`~FakeStripe.hang_next` makes them hang until
 :meth:`~FakeStripe.release` (or the server stops). A scripted failure is not saved under its
 idempotency key (it stands for a failure in front of Stripe's API, which never ran the request).
@@ -48,6 +51,8 @@ API_VERSION = "2024-06-20"
 SESSION_PATH = re.compile(r"/v1/checkout/sessions/(?P<id>[A-Za-z0-9_]+)")
 PAGE_PATH = re.compile(r"/checkout/(?P<id>[A-Za-z0-9_]+)(?P<pay>/pay)?")
 FORM_KEY = re.compile(r"([^\[\]]+)((?:\[[^\[\]]*\])*)\Z")
+REFUND_LIST_PARAMS = frozenset({"charge", "payment_intent", "limit", "starting_after", "ending_before", "created",
+                                "expand"})
 LOCALES = frozenset({"auto", "bg", "cs", "da", "de", "el", "en", "en-GB", "es", "es-419", "et", "fi", "fil",
                      "fr", "fr-CA", "hi-IN", "hr", "hu", "id", "it", "ja", "ko", "lt", "lv", "ms", "mt", "nb",
                      "nl", "pl", "pt", "pt-BR", "ro", "ru", "sk", "sl", "sv", "th", "tr", "vi", "zh", "zh-HK",
@@ -86,7 +91,7 @@ class Received:
     path: str
     authorization: str | None
     idempotency_key: str | None
-    form: dict[str, Any]
+    form: dict[str, Any]  # the parameters: the body of a POST, the query of a GET
     answered: int = 0
 
 
@@ -249,6 +254,26 @@ class FakeStripe:
             charge = self.charges[self.payment_intents[payment_intent]["latest_charge"]]
             return self.event("charge.refunded", charge)
 
+    def refund_object_event(self, type_: str, refund_id: str) -> dict[str, Any]:
+        """``refund.created`` / ``refund.updated`` / ... about the refund as it is now."""
+        with self._lock:
+            return self.event(type_, self.refunds[refund_id])
+
+    def settle_refund(self, refund_id: str, succeeded: bool = True) -> dict[str, Any]:
+        """A pending refund succeeds, or fails (its amount is refundable again)."""
+        with self._lock:
+            refund = self.refunds[refund_id]
+            if refund["status"] != "pending":
+                raise ValueError(f"{refund_id} is {refund['status']}, not pending")
+            if succeeded:
+                refund["status"] = "succeeded"
+            else:
+                refund.update(status="failed", failure_reason="lost_or_stolen_card")
+                charge = self.charges[refund["charge"]]
+                charge["amount_refunded"] -= refund["amount"]
+                charge["refunded"] = False
+            return copy.deepcopy(refund)
+
     def signed(self, event: dict[str, Any] | bytes, *, secret: str | None = None,
                timestamp: int | None = None) -> tuple[bytes, dict[str, str]]:
         """Body and headers of the webhook delivery of ``event``, signed as Stripe signs it."""
@@ -320,10 +345,13 @@ class FakeStripe:
     def _dispatch(self, handler: BaseHTTPRequestHandler, method: str) -> None:
         length = int(handler.headers.get("Content-Length") or 0)
         raw = handler.rfile.read(length) if length else b""
-        path = urlsplit(handler.path).path
+        target = urlsplit(handler.path)
+        path = target.path
         if path.startswith("/checkout/"):
             self._page(handler, method, path)
             return
+        if method == "GET":  # the stripe package sends a GET's parameters in the query
+            raw = target.query.encode("latin-1")
         answer = self._api(method, path, handler.headers.get("Authorization"),
                            handler.headers.get("Idempotency-Key"), raw)
         if answer is None:
@@ -403,6 +431,8 @@ class FakeStripe:
             return 200, self._create_session(form)
         if path == "/v1/refunds" and method == "POST":
             return 200, self._create_refund(form)
+        if path == "/v1/refunds" and method == "GET":
+            return 200, self._list_refunds(form)
         match = SESSION_PATH.fullmatch(path)
         if match and method == "GET":
             with self._lock:
@@ -537,6 +567,41 @@ class FakeStripe:
                 charge["amount_refunded"] += amount
                 charge["refunded"] = charge["amount_refunded"] == charge["amount"]
             return copy.deepcopy(refund)
+
+    # -- GET /v1/refunds ---------------------------------------------------------------------
+
+    def _list_refunds(self, query: dict[str, Any]) -> dict[str, Any]:
+        _no_empty_strings(query)
+        unknown = sorted(set(query) - REFUND_LIST_PARAMS)
+        if unknown:
+            raise StripeApiError(400, f"Received unknown parameter: {unknown[0]}", code="parameter_unknown",
+                                 param=unknown[0])
+        limit = 10 if query.get("limit") is None else _integer(query["limit"], "limit", minimum=1)
+        if limit > 100:
+            raise StripeApiError(400, "This value must be less than or equal to 100.", param="limit")
+        with self._lock:
+            for name, known in (("charge", self.charges), ("payment_intent", self.payment_intents)):
+                if query.get(name) is not None and query[name] not in known:
+                    raise StripeApiError(404, f"No such {name}: '{query[name]}'", code="resource_missing",
+                                         param=name)
+            # newest first; created is in seconds, so ties keep the order of creation
+            found = [r for r in reversed(self.refunds.values())
+                     if query.get("charge") in (None, r["charge"])
+                     and query.get("payment_intent") in (None, r["payment_intent"])]
+            ids = [r["id"] for r in found]
+            for cursor in ("starting_after", "ending_before"):
+                if query.get(cursor) is not None and query[cursor] not in ids:
+                    raise StripeApiError(404, f"No such refund: '{query[cursor]}'", code="resource_missing",
+                                         param=cursor)
+            if query.get("starting_after") is not None:
+                found = found[ids.index(query["starting_after"]) + 1:]
+                page, has_more = found[:limit], len(found) > limit
+            elif query.get("ending_before") is not None:
+                found = found[:ids.index(query["ending_before"])]
+                page, has_more = found[-limit:], len(found) > limit
+            else:
+                page, has_more = found[:limit], len(found) > limit
+            return {"object": "list", "data": copy.deepcopy(page), "has_more": has_more, "url": "/v1/refunds"}
 
     # -- the hosted payment page -----------------------------------------------------------
 

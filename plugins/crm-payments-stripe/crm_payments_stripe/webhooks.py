@@ -142,6 +142,29 @@ class Charge(_Strict):
     metadata = _metadata()
 
 
+class Refund(_Strict):
+    """A refund: the object of ``refund.*`` events, and each item of ``GET /v1/refunds``."""
+
+    id = _id()
+    object = fields.String(required=True, validate=validate.Equal("refund"))
+    amount = fields.Integer(required=True, strict=True, validate=validate.Range(min=0))
+    currency = _currency(required=True)
+    # pending, requires_action, succeeded, failed or canceled
+    status = fields.String(load_default=None, allow_none=True)
+    charge = Expandable(load_default=None, allow_none=True)
+    payment_intent = Expandable(load_default=None, allow_none=True)
+    created = fields.Integer(strict=True, validate=validate.Range(min=0, max=10**11), load_default=None,
+                             allow_none=True)
+
+
+class RefundList(_Strict):
+    """The answer of ``GET /v1/refunds``: one page, newest first."""
+
+    object = fields.String(required=True, validate=validate.Equal("list"))
+    data = fields.List(fields.Nested(Refund), required=True)
+    has_more = fields.Boolean(load_default=False)
+
+
 def read_event(body: bytes) -> dict[str, Any]:
     """The event envelope of a (verified) body, or InvalidWebhook."""
     try:
@@ -155,6 +178,14 @@ def read_event(body: bytes) -> dict[str, Any]:
 
 def read_object(schema: Schema, event: dict[str, Any]) -> dict[str, Any]:
     return _load(schema, event["data"]["object"], f"the object of the {event['type'][:80]} event")
+
+
+def read_refunds(raw: Any) -> dict[str, Any] | None:
+    """Stripe's answer to ``GET /v1/refunds``, or None when it cannot be read."""
+    try:
+        return RefundList().load(raw)
+    except ValidationError:
+        return None
 
 
 def _load(schema: Schema, raw: Any, what: str) -> dict[str, Any]:
