@@ -12,6 +12,7 @@ from crmcore.errors import Conflict, NotFound, ValidationFailed, Veto
 
 #: (endpoint, label, what it is for) of the settings sections, in menu order
 SECTIONS: tuple[tuple[str, str, str], ...] = (
+    ("settings.business", "Business profile", "Legal name, address, tax id, logo and bank details shown on documents."),
     ("settings.plugins", "Plugins", "Turn features on and off for this business and enter their settings."),
     ("settings.pipelines", "Pipelines", "Pipelines and their stages for each kind of record."),
     ("settings.lists", "Lists", "Lost reasons, prospect statuses, potential levels and the other pick lists."),

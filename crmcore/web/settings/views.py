@@ -37,6 +37,7 @@ def index() -> Any:
 
 # the sections' routes attach themselves to ``bp``
 from crmcore.web.settings import (  # noqa: E402
+    business_pages,
     field_pages,
     list_pages,
     numbering_pages,
@@ -46,5 +47,5 @@ from crmcore.web.settings import (  # noqa: E402
     user_pages,
 )
 
-__all__ = ["bp", "field_pages", "list_pages", "numbering_pages", "pipeline_pages", "plugin_pages",
+__all__ = ["bp", "business_pages", "field_pages", "list_pages", "numbering_pages", "pipeline_pages", "plugin_pages",
            "token_pages", "user_pages"]
