@@ -1,0 +1,1 @@
+"""Alembic revisions of the catalog plugin (``crm db upgrade`` runs them)."""
