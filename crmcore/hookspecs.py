@@ -113,7 +113,8 @@ def crm_record_defaults(ctx: Context, record_type: str, source: Record | None, p
     record fields (``title``, ``party_id``, ``contact_id``, ``amount``, ``currency``,
     ``expected_close_date``, ``owner_id``) and/or ``custom`` (a dict of custom values). Results
     are merged in call order; the first plugin to give a key wins, and values the user typed
-    always win. Added in 1.0.
+    always win. ``lines`` (a list of line dicts, for types whose documents have lines) is the
+    exception: every plugin's lines are kept, in call order. Added in 1.0; ``lines`` in 1.1.
     """
 
 

@@ -120,6 +120,7 @@ def test_create_deal_with_defaults(ctx):
                                                        AuditEntry.entity_id == deal.id)) is not None
     event_row = ctx.session.scalar(select(TimelineEvent).where(TimelineEvent.record_id == deal.id))
     assert event_row.kind == "record_created"
+    assert event_row.summary == f"Deal {deal.reference} created: Printers"  # the reference's case kept
 
 
 def test_create_with_party_contact_amount(ctx, party, contact):

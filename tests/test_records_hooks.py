@@ -183,6 +183,38 @@ def test_hook_crm_record_defaults(ctx, other_ctx, register_plugin):
     assert records.record_defaults(other_ctx, "deal") == {}
 
 
+def test_hook_crm_record_defaults_lines_of_every_plugin_are_kept(ctx, other_ctx, register_plugin, caplog):
+    """Lines (a quote's trade-in credit, an inventory unit) are not first-wins like fields: each
+    plugin's lines are kept, in call order; a malformed value is logged and ignored."""
+    class TradeIn:
+        @hookimpl
+        def crm_record_defaults(self, ctx, record_type, source, party):
+            return {"lines": [{"description": "Trade-in: old tractor", "quantity": "1", "unit_price": "-5000"}]}
+
+    class Inventory:
+        @hookimpl
+        def crm_record_defaults(self, ctx, record_type, source, party):
+            return {"title": "Unit offer", "lines": [{"description": "Tractor X200", "quantity": "1",
+                                                      "unit_price": "48000"}, "not a line"]}
+
+    class Broken:
+        @hookimpl
+        def crm_record_defaults(self, ctx, record_type, source, party):
+            return {"lines": "one line"}
+
+    register_plugin(TradeIn(), name="tp-trade-in", enable_for=ctx)
+    register_plugin(Inventory(), name="tp-inventory", enable_for=ctx)
+    register_plugin(Broken(), name="tp-broken-lines", enable_for=ctx)
+    defaults = records.record_defaults(ctx, "deal")
+    # pluggy calls the plugin registered last first
+    assert [line["description"] for line in defaults["lines"]] == ["Tractor X200", "Trade-in: old tractor"]
+    assert defaults["title"] == "Unit offer" and "gave lines as str" in caplog.text
+    # the core's create ignores lines: they are for the plugin owning the record type
+    made = records.create_record(ctx, "deal", {"title": "Tractor deal"})
+    assert made.title == "Tractor deal"
+    assert "lines" not in records.record_defaults(other_ctx, "deal")
+
+
 def test_hook_crm_record_defaults_bad_value_is_named(ctx, register_plugin):
     from crmcore.errors import ValidationFailed
 

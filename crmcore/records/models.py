@@ -12,7 +12,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 from crmcore.db import Base, BigId, IdMixin, TimestampMixin, utcnow
 
 RECORD_STATUSES = ("open", "won", "lost")
-LINK_KINDS = ("next_step", "qualified_into", "related")
+#: how one record points at another; the document kinds link a deal to its quotes, orders and
+#: invoices (the commerce plugins' record types)
+LINK_KINDS = ("next_step", "qualified_into", "related", "quote", "order", "invoice", "credit_note")
 
 #: money: 18 digits, 4 decimals; Decimal in Python, never float
 Money = Numeric(18, 4, asdecimal=True)

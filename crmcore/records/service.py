@@ -104,6 +104,12 @@ def _name(ctx: Context, record: Record) -> str:
     return f"{kind} {record.reference or record.id}"
 
 
+def _first_upper(text: str) -> str:
+    """``text`` with its first letter upper-cased and the rest as it is (``str.capitalize``
+    would lower-case a reference: "Quote qt26-0001")."""
+    return text[:1].upper() + text[1:]
+
+
 def _writable(ctx: Context, record: Record) -> None:
     if record.archived_at is not None:
         raise Conflict(f"{_name(ctx, record)} is archived; restore it first")
@@ -232,7 +238,8 @@ def _collect_defaults(ctx: Context, record_type: str, source: Record | None, par
 
     pluggy calls the plugin registered last first and the core's own plugin is registered
     first, so a third-party plugin's value overrides the core's (which is the fallback). None
-    gives no value. ``custom`` is merged key by key with the same rule.
+    gives no value. ``custom`` is merged key by key with the same rule; ``lines`` (a list of
+    line dicts) are concatenated in call order, so every plugin's lines are kept.
     """
     merged: dict[str, Any] = {}
     for plugin, values in ctx.collect("crm_record_defaults", record_type=record_type, source=source, party=party):
@@ -242,7 +249,12 @@ def _collect_defaults(ctx: Context, record_type: str, source: Record | None, par
         for key, value in values.items():
             if value is None:
                 continue
-            if key == "custom" and isinstance(value, Mapping):
+            if key == "lines":
+                if isinstance(value, list):
+                    merged.setdefault("lines", []).extend(dict(line) for line in value if isinstance(line, Mapping))
+                else:
+                    log.warning("plugin %s gave lines as %s, not a list; ignored", plugin, type(value).__name__)
+            elif key == "custom" and isinstance(value, Mapping):
                 bucket = merged.setdefault("custom", {})
                 for custom_key, custom_value in value.items():
                     if custom_value is not None:
@@ -496,13 +508,13 @@ def _insert(ctx: Context, rtype: RecordType, values: dict[str, Any], *, source: 
     from crmcore.timeline.service import log_event
 
     name = _name(ctx, record)
-    log_event(ctx, "record_created", f"{name.capitalize()} created: {record.title}", record_id=record.id,
+    log_event(ctx, "record_created", f"{_first_upper(name)} created: {record.title}", record_id=record.id,
               party_id=record.party_id, ref_type="record", ref_id=record.id,
               data={"type": record.type, "reference": record.reference,
                     "source_id": source.id if source else None})
     if source is not None:
         log_event(ctx, "next_step_created" if link_kind == "next_step" else f"record_{link_kind}",
-                  f"{name.capitalize()} created from this {_name(ctx, source)}: {record.title}",
+                  f"{_first_upper(name)} created from this {_name(ctx, source)}: {record.title}",
                   record_id=source.id, party_id=source.party_id, ref_type="record", ref_id=record.id,
                   data={"kind": link_kind})
     ctx.emit("crm_after_record_created", record=record)
@@ -557,7 +569,7 @@ def assign_reference(ctx: Context, record_id: int, *, when: dt.datetime | dt.dat
     audit.record(ctx, "record.reference_assigned", record, changes=changes)
     from crmcore.timeline.service import log_event
 
-    log_event(ctx, "record_updated", f"{_name(ctx, record).capitalize()} numbered", record_id=record.id,
+    log_event(ctx, "record_updated", f"{_first_upper(_name(ctx, record))} numbered", record_id=record.id,
               party_id=record.party_id, ref_type="record", ref_id=record.id, data={"fields": ["reference"]})
     ctx.emit("crm_after_record_updated", record=record, changes=changes)
     return record
@@ -600,7 +612,7 @@ def update_record(ctx: Context, record_id: int, data: Mapping[str, Any]) -> Reco
     audit.record(ctx, "record.updated", record, changes=changes)
     from crmcore.timeline.service import log_event
 
-    log_event(ctx, "record_updated", f"{_name(ctx, record).capitalize()} updated: {', '.join(sorted(changes))}",
+    log_event(ctx, "record_updated", f"{_first_upper(_name(ctx, record))} updated: {', '.join(sorted(changes))}",
               record_id=record.id, party_id=record.party_id, ref_type="record", ref_id=record.id,
               data={"fields": sorted(changes)})
     ctx.emit("crm_after_record_updated", record=record, changes=changes)
@@ -617,7 +629,7 @@ def archive_record(ctx: Context, record_id: int) -> Record:
     audit.record(ctx, "record.archived", record)
     from crmcore.timeline.service import log_event
 
-    log_event(ctx, "record_archived", f"{_name(ctx, record).capitalize()} archived", record_id=record.id,
+    log_event(ctx, "record_archived", f"{_first_upper(_name(ctx, record))} archived", record_id=record.id,
               party_id=record.party_id)
     return record
 
@@ -631,7 +643,7 @@ def restore_record(ctx: Context, record_id: int) -> Record:
     audit.record(ctx, "record.restored", record)
     from crmcore.timeline.service import log_event
 
-    log_event(ctx, "record_restored", f"{_name(ctx, record).capitalize()} restored", record_id=record.id,
+    log_event(ctx, "record_restored", f"{_first_upper(_name(ctx, record))} restored", record_id=record.id,
               party_id=record.party_id)
     return record
 

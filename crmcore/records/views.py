@@ -39,7 +39,8 @@ FORM_FIELDS = ("title", "party_id", "contact_id", "owner_id", "amount", "currenc
                "description", "proposed_solution")
 #: types whose page shows the sales team, stakeholders, competitors and the proposed solution
 DEAL_SECTIONS = ("deal",)
-LINK_LABELS = {"next_step": "Next step", "qualified_into": "Qualified into", "related": "Related"}
+LINK_LABELS = {"next_step": "Next step", "qualified_into": "Qualified into", "related": "Related",
+               "quote": "Quote", "order": "Order", "invoice": "Invoice", "credit_note": "Credit note"}
 CONTACTS_SHOWN = 200
 FEED_SHOWN = 30
 
