@@ -297,3 +297,80 @@ def client(app: Any, business: Any) -> CrmClient:
     response = c.login(f"owner@{business.slug}.example")
     assert response.status_code == 302, response.get_data(as_text=True)
     return c
+
+
+# -- browser -----------------------------------------------------------------------------------
+
+#: Debian's Chromium, driven by Playwright (a downloaded browser is never used)
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"]
+
+
+def _need_chromium() -> None:
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """One headless Chromium for the whole run, in the main thread. Playwright's sync API
+    allows one such instance per thread, so every suite shares this fixture (or uses
+    :func:`browse`, which runs its own in a thread)."""
+    _need_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        launched = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture
+def browse(app: Any) -> Iterator[Callable[[Callable[[Any], None]], None]]:
+    """``browse(fn)``: run ``fn(page)`` in headless Chromium against ``app`` served on
+    127.0.0.1 (the page's ``base_url`` is the server). The browser runs in a thread of its own,
+    so a test may also hold the session :func:`browser`; failures in ``fn`` are raised here."""
+    import logging
+    import threading
+
+    from werkzeug.serving import make_server
+
+    _need_chromium()
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    base_url = f"http://127.0.0.1:{server.server_port}"
+
+    def run(fn: Callable[[Any], None]) -> None:
+        failure: list[BaseException] = []
+
+        def target() -> None:
+            from playwright.sync_api import sync_playwright
+
+            try:
+                with sync_playwright() as pw:
+                    launched = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+                    try:
+                        context = launched.new_context(base_url=base_url, viewport={"width": 1360, "height": 900})
+                        page = context.new_page()
+                        page.set_default_timeout(10_000)
+                        fn(page)
+                    finally:
+                        launched.close()
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+                failure.append(exc)
+
+        thread = threading.Thread(target=target, daemon=True)
+        thread.start()
+        thread.join(timeout=180)
+        assert not thread.is_alive(), "the browser did not finish in 180 s"
+        if failure:
+            raise failure[0]
+
+    yield run
+    server.shutdown()
+    serving.join(timeout=10)

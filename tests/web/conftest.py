@@ -1,9 +1,9 @@
 """Browser test support: the app on a real HTTP server, driven in headless Debian Chromium by
-Playwright. The other web tests use crmcore.testing's fixtures (Flask test client)."""
+Playwright (the session ``browser`` comes from crmcore.testing). The other web tests use
+crmcore.testing's fixtures (Flask test client)."""
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,9 +12,6 @@ from typing import Any
 import pytest
 from werkzeug.serving import make_server
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
@@ -36,24 +33,6 @@ class LiveServer:
     def __exit__(self, *exc: Any) -> None:
         self.server.shutdown()
         self.thread.join(timeout=10)
-
-
-def launch_browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    if not os.path.exists(CHROMIUM):
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    yield from launch_browser()
 
 
 @pytest.fixture

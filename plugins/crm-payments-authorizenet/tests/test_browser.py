@@ -5,7 +5,6 @@ Authorize.Net sends is read by the gateway."""
 from __future__ import annotations
 
 import html
-import os
 import threading
 from collections.abc import Iterator
 from decimal import Decimal
@@ -17,10 +16,6 @@ from crm_payments_authorizenet.gateway import AuthorizeNetGateway
 from crm_payments_authorizenet.testing import FakeAuthorizeNet
 
 from crmcore.payments.gateways import EventKind, PaymentRequest, WebhookRequest
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"]
 
 
 class Shop:
@@ -68,18 +63,6 @@ class Shop:
         self.server.server_close()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not os.path.exists(CHROMIUM):
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ the payer presses Approve and lands on return_url with PayPal's query; the gatew
 
 from __future__ import annotations
 
-import os
 import threading
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -12,21 +11,6 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from crmcore.payments.gateways import EventKind, PaymentRequest, ReturnRequest
-
-CHROMIUM = "/usr/bin/chromium"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                     args=["--headless", "--no-sandbox", "--disable-gpu"])
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

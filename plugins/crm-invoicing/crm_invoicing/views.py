@@ -1,0 +1,359 @@
+"""Staff pages under ``/invoicing``: the invoice list (status and overdue filters), the line
+editor of a draft, issuing (which shows the payment link once), payments, refunds, credit
+notes, cancelling, and the admin's settings with the gateways' webhook addresses and events.
+
+Views call services only; roles come from the use cases (members write, read-only users read,
+admins change settings). A refused form is shown again with each error beside its field and
+what was typed kept (422). Every POST carries the CSRF token (the app checks it).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from flask import Blueprint, flash, g, redirect, render_template, request, url_for
+
+from crm_invoicing import payments, service
+from crm_invoicing.models import MANUAL_METHODS, Kind
+from crm_invoicing.schemas import rate_text
+from crmcore.errors import Conflict, CrmError, PermissionDenied, ValidationFailed
+from crmcore.money import round_money
+from crmcore.tenancy.models import Role
+
+bp = Blueprint("invoicing", __name__, url_prefix="/invoicing", template_folder="templates")
+
+LINE_FIELDS = ("description", "quantity", "unit", "unit_price", "discount_percent", "tax_rate")
+#: blank rows the editor offers below the lines
+BLANK_ROWS = 1
+MAX_ROWS = 500
+STATUS_FILTERS = (("", "Any status"), ("draft", "Draft"), ("open", "Open (issued, unpaid)"),
+                  ("active", "Issued"), ("partly_paid", "Partly paid"), ("paid", "Paid"),
+                  ("credited", "Credited"), ("cancelled", "Cancelled"))
+
+
+def _see(endpoint: str, **values: Any) -> Any:
+    return redirect(url_for(endpoint, **values), code=303)
+
+
+def _record_page(record_id: int) -> Any:
+    return _see("records.detail", record_id=record_id)
+
+
+def _render(name: str, status: int = 200, /, **context: Any) -> Any:
+    return render_template(name, ctx=g.ctx, can_write=g.ctx.role.allows(Role.MEMBER), **context), status
+
+
+# --------------------------------------------------------------------------------------------
+# list
+
+
+@bp.get("/", endpoint="invoices")
+def invoices_page() -> Any:
+    filters = {key: request.args.get(key, "") for key in ("status", "overdue", "kind", "party_id", "deal_id")}
+    error = None
+    try:
+        page = service.list_invoices(g.ctx, filters, cursor=request.args.get("cursor") or None)
+    except ValidationFailed as exc:
+        page, error = None, exc
+    rows = []
+    if page is not None:
+        names = page.extra["party_names"]
+        today = service.today(g.ctx)
+        for record, invoice in page.items:
+            balance = invoice.total_amount - invoice.credited_amount - invoice.paid_amount
+            rows.append({"id": record.id, "reference": record.reference, "title": record.title,
+                         "party": names.get(record.party_id), "kind": invoice.kind, "status": invoice.status,
+                         "overdue": invoice.status in service.OPEN and invoice.due_date is not None
+                         and invoice.due_date < today, "issue_date": invoice.issue_date,
+                         "due_date": invoice.due_date, "total": invoice.total_amount, "balance": balance,
+                         "currency": invoice.currency})
+    return _render("invoicing/list.html", 422 if error else 200, rows=rows, page=page, filters=filters,
+                   statuses=STATUS_FILTERS, error=error)
+
+
+# --------------------------------------------------------------------------------------------
+# create
+
+
+@bp.post("/from-deal/<int:deal_id>", endpoint="from_deal")
+def from_deal(deal_id: int) -> Any:
+    try:
+        record = service.create_invoice_from_deal(g.ctx, deal_id)
+    except ValidationFailed as exc:
+        flash(f"{exc.message}: {'; '.join(m for ms in exc.errors.values() for m in ms)}", "error")
+        return _record_page(deal_id)
+    flash("Draft invoice created: check its lines, then issue it.", "success")
+    return _see("invoicing.edit", invoice_id=record.id)
+
+
+@bp.post("/for-party/<int:party_id>", endpoint="for_party")
+def for_party(party_id: int) -> Any:
+    try:
+        record = service.create_invoice(g.ctx, {"party_id": party_id})
+    except ValidationFailed as exc:
+        flash(exc.message, "error")
+        return _see("invoicing.invoices")
+    return _see("invoicing.edit", invoice_id=record.id)
+
+
+# --------------------------------------------------------------------------------------------
+# the line editor
+
+
+def _rows_from_form() -> list[dict[str, Any]]:
+    """The editor's rows as typed: ``lines-<n>-<field>`` (with ``position`` and ``remove``)."""
+    numbers = sorted({int(key.split("-")[1]) for key in request.form
+                      if key.startswith("lines-") and key.count("-") >= 2 and key.split("-")[1].isdigit()})
+    rows = []
+    for n in numbers[:MAX_ROWS]:
+        row = {f: request.form.get(f"lines-{n}-{f}", "").strip() for f in (*LINE_FIELDS, "position")}
+        row["n"] = n
+        row["remove"] = bool(request.form.get(f"lines-{n}-remove"))
+        rows.append(row)
+    return rows
+
+
+def _is_blank(row: dict[str, Any]) -> bool:
+    return not any(row.get(f) for f in ("description", "quantity", "unit_price", "unit", "discount_percent"))
+
+
+def _position(row: dict[str, Any]) -> tuple[Decimal, int]:
+    try:
+        return Decimal(row["position"]), row["n"]
+    except Exception:  # noqa: BLE001 - a position that is no number keeps the row where it was
+        return Decimal(row["n"]), row["n"]
+
+
+def _stored_rows(view: service.InvoiceView) -> list[dict[str, Any]]:
+    return [{"n": i, "position": str(i + 1), "remove": False, "description": line.description,
+             "quantity": _plain(line.quantity), "unit": line.unit or "", "unit_price": _plain(line.unit_price),
+             "discount_percent": _plain(line.discount_percent) if line.discount_percent else "",
+             "tax_rate": rate_text(line.tax_rate)} for i, line in enumerate(view.lines)]
+
+
+def _plain(value: Decimal) -> str:
+    text = format(value.normalize(), "f")
+    return text
+
+
+def _editor(view: service.InvoiceView, rows: list[dict[str, Any]], values: dict[str, Any],
+            errors: dict[str, list[str]] | None = None, message: str | None = None, status: int = 200) -> Any:
+    cfg = service.settings(g.ctx)
+    top = max([r["n"] for r in rows], default=-1)
+    shown = rows + [{"n": top + 1 + i, "position": "", "remove": False, "description": "", "quantity": "",
+                     "unit": "", "unit_price": "", "discount_percent": "",
+                     "tax_rate": rate_text(cfg.default_tax_rate)} for i in range(BLANK_ROWS)]
+    return _render("invoicing/editor.html", status, view=view, rows=shown, values=values, errors=errors or {},
+                   message=message, rates=[rate_text(r) for r in cfg.tax_rates])
+
+
+@bp.route("/<int:invoice_id>/edit", methods=["GET", "POST"], endpoint="edit")
+def edit(invoice_id: int) -> Any:
+    view = service.get_invoice(g.ctx, invoice_id)
+    if view.invoice.status != "draft" or view.invoice.kind != Kind.INVOICE:
+        flash(f"Invoice {view.record.reference} is issued: only a draft's lines can be changed.", "error")
+        return _record_page(invoice_id)
+    if request.method == "GET":
+        return _editor(view, _stored_rows(view), {"currency": view.invoice.currency,
+                                                   "payment_terms_days": view.invoice.payment_terms_days or "",
+                                                   "customer_note": view.invoice.customer_note or ""})
+    values = {key: request.form.get(key, "") for key in ("currency", "payment_terms_days", "customer_note")}
+    rows = [r for r in _rows_from_form() if not r["remove"] and not _is_blank(r)]
+    rows.sort(key=_position)
+    for index, row in enumerate(rows):
+        row["position"] = str(index + 1)
+    if request.form.get("action") == "add":
+        return _editor(view, rows, values)
+    data: dict[str, Any] = {
+        "currency": values["currency"] or view.invoice.currency,
+        "payment_terms_days": values["payment_terms_days"] or None,
+        "customer_note": values["customer_note"] or None,
+        "lines": [{f: row[f] for f in LINE_FIELDS if row[f] != "" or f in ("description", "quantity", "unit_price")}
+                  for row in rows],
+    }
+    try:
+        service.update_draft(g.ctx, invoice_id, data)
+    except (ValidationFailed, Conflict) as exc:
+        errors = _row_errors(exc.errors, rows) if isinstance(exc, ValidationFailed) else {}
+        return _editor(view, rows, values, errors, exc.message, exc.status)
+    if request.form.get("action") == "activate":
+        return activate(invoice_id)
+    flash("Draft saved.", "success")
+    return _see("invoicing.edit", invoice_id=invoice_id) if request.form.get("action") == "stay" \
+        else _record_page(invoice_id)
+
+
+def _row_errors(errors: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """Service errors (``lines.<index>.<field>``) keyed by the editor's row numbers."""
+    out: dict[str, list[str]] = {}
+    for key, messages in errors.items():
+        parts = key.split(".")
+        if parts[0] == "lines" and len(parts) >= 3 and parts[1].isdigit() and int(parts[1]) < len(rows):
+            key = f"lines-{rows[int(parts[1])]['n']}-{parts[2]}"
+        out[key] = messages if isinstance(messages, list) else [str(messages)]
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# actions
+
+
+def _refused(invoice_id: int, exc: CrmError) -> Any:
+    details = "; ".join(f"{k}: {' '.join(v) if isinstance(v, list) else v}" for k, v in exc.errors.items())
+    flash(exc.message + (f" ({details})" if details else ""), "error")
+    return _record_page(invoice_id)
+
+
+def _act(invoice_id: int, call: Any, done: str) -> Any:
+    try:
+        call()
+    except (ValidationFailed, Conflict) as exc:
+        return _refused(invoice_id, exc)
+    flash(done, "success")
+    return _record_page(invoice_id)
+
+
+def _link_page(record_id: int, token: str, heading: str) -> Any:
+    view = service.get_invoice(g.ctx, record_id)
+    return _render("invoicing/link.html", view=view, heading=heading, link=service.pay_url(g.ctx, token))
+
+
+@bp.post("/<int:invoice_id>/activate", endpoint="activate")
+def activate(invoice_id: int) -> Any:
+    """Issue the invoice and show its payment link (once: only a hash is kept)."""
+    try:
+        done = service.activate_invoice(g.ctx, invoice_id)
+    except (ValidationFailed, Conflict) as exc:
+        return _refused(invoice_id, exc)
+    return _link_page(invoice_id, done.token, f"Invoice {done.record.reference} issued")
+
+
+@bp.post("/<int:invoice_id>/link", endpoint="renew_link")
+def renew_link(invoice_id: int) -> Any:
+    try:
+        token = service.renew_payment_link(g.ctx, invoice_id)
+    except Conflict as exc:
+        return _refused(invoice_id, exc)
+    return _link_page(invoice_id, token, "New payment link")
+
+
+@bp.post("/<int:invoice_id>/cancel", endpoint="cancel")
+def cancel(invoice_id: int) -> Any:
+    return _act(invoice_id, lambda: service.cancel_invoice(g.ctx, invoice_id, request.form.get("reason")),
+                "Invoice cancelled.")
+
+
+@bp.route("/<int:invoice_id>/payment", methods=["GET", "POST"], endpoint="payment")
+def payment(invoice_id: int) -> Any:
+    view = service.get_invoice(g.ctx, invoice_id)
+    values = {"amount": str(round_money(view.balance, view.invoice.currency)) if view.balance > 0 else "",
+              "method": "bank_transfer", "received_on": service.today(g.ctx).isoformat(), "reference": "",
+              "note": "", "overpayment": ""}
+    if request.method == "GET":
+        return _render("invoicing/payment.html", view=view, values=values, methods=MANUAL_METHODS, state=None)
+    values = {key: request.form.get(key, "") for key in values}
+    data = {"amount": values["amount"], "method": values["method"], "received_on": values["received_on"] or None,
+            "reference": values["reference"] or None, "note": values["note"] or None,
+            "overpayment": bool(values["overpayment"])}
+    try:
+        service.record_payment(g.ctx, invoice_id, data)
+    except (ValidationFailed, Conflict) as exc:
+        return _render("invoicing/payment.html", exc.status, view=view, values=values, methods=MANUAL_METHODS,
+                       state={"message": exc.message, "errors": exc.errors})
+    flash("Payment recorded.", "success")
+    return _record_page(invoice_id)
+
+
+@bp.route("/payments/<int:payment_id>/refund", methods=["GET", "POST"], endpoint="refund")
+def refund(payment_id: int) -> Any:
+    from crm_invoicing.models import Invoice, Payment
+    from crmcore.context import get_or_404
+
+    paid = get_or_404(g.ctx, Payment, payment_id, "payment")
+    record_id = get_or_404(g.ctx, Invoice, paid.invoice_id, "invoice").record_id
+    view = service.get_invoice(g.ctx, record_id)
+    values = {"amount": "", "received_on": service.today(g.ctx).isoformat(), "note": ""}
+    if request.method == "GET":
+        return _render("invoicing/refund.html", view=view, payment=paid, values=values, state=None,
+                       held=view.refundable(payment_id))
+    values = {key: request.form.get(key, "") for key in values}
+    try:
+        service.record_refund(g.ctx, payment_id, {"amount": values["amount"], "note": values["note"] or None,
+                                                  "received_on": values["received_on"] or None})
+    except (ValidationFailed, Conflict) as exc:
+        return _render("invoicing/refund.html", exc.status, view=view, payment=paid, values=values,
+                       state={"message": exc.message, "errors": exc.errors}, held=view.refundable(payment_id))
+    flash("Refund recorded.", "success")
+    return _record_page(record_id)
+
+
+@bp.route("/<int:invoice_id>/credit-note", methods=["GET", "POST"], endpoint="credit_note")
+def credit_note(invoice_id: int) -> Any:
+    view = service.get_invoice(g.ctx, invoice_id)
+    left = {line.id: view.credit_left(line) for line in view.lines}
+    values = {f"qty-{line.id}": _plain(left[line.id]) if left[line.id] > 0 else "" for line in view.lines}
+    values["reason"] = ""
+    if request.method == "GET":
+        return _render("invoicing/credit_note.html", view=view, values=values, left=left, state=None)
+    values = {key: request.form.get(key, "") for key in values}
+    chosen = [(line, values[f"qty-{line.id}"].strip()) for line in view.lines]
+    data = {"lines": [{"line_id": line.id, "quantity": qty} for line, qty in chosen if qty not in ("", "0")],
+            "reason": values["reason"] or None}
+    if not data["lines"]:
+        data["lines"] = []
+    try:
+        note = service.create_credit_note(g.ctx, invoice_id, data)
+    except (ValidationFailed, Conflict) as exc:
+        errors: dict[str, Any] = {}
+        sent = [line for line, qty in chosen if qty not in ("", "0")]
+        for key, messages in (exc.errors if isinstance(exc, ValidationFailed) else {}).items():
+            parts = key.split(".")
+            if parts[0] == "lines" and len(parts) >= 2 and parts[1].isdigit() and int(parts[1]) < len(sent):
+                key = f"qty-{sent[int(parts[1])].id}"
+            errors[key] = messages
+        return _render("invoicing/credit_note.html", exc.status, view=view, values=values, left=left,
+                       state={"message": exc.message, "errors": errors})
+    flash(f"Credit note {note.reference} issued.", "success")
+    return _record_page(note.id)
+
+
+# --------------------------------------------------------------------------------------------
+# settings (admins)
+
+
+@bp.route("/settings", methods=["GET", "POST"], endpoint="settings")
+def settings_page() -> Any:
+    if not g.ctx.role.allows(Role.ADMIN):
+        raise PermissionDenied("the invoicing settings are for admins")
+    cfg = service.settings(g.ctx)
+    values = {"payment_terms_days": str(cfg.payment_terms_days),
+              "tax_rates": ", ".join(rate_text(r) for r in cfg.tax_rates),
+              "default_tax_rate": rate_text(cfg.default_tax_rate),
+              "paid_stage_id": str(cfg.paid_stage_id or "")}
+    state = None
+    status = 200
+    if request.method == "POST":
+        values = {key: request.form.get(key, "") for key in values}
+        data = {"payment_terms_days": values["payment_terms_days"],
+                "tax_rates": [r.strip() for r in values["tax_rates"].split(",") if r.strip()],
+                "default_tax_rate": values["default_tax_rate"], "paid_stage_id": values["paid_stage_id"] or None}
+        try:
+            service.save_settings(g.ctx, data)
+        except CrmError as exc:
+            errors = {key.split(".")[0]: messages for key, messages in exc.errors.items()}
+            state, status = {"message": exc.message, "errors": errors}, exc.status
+        else:
+            flash("Invoicing settings saved.", "success")
+            return _see("invoicing.settings")
+    stages = [(s["id"], f"{s['pipeline']}: {s['name']}" + (" (won)" if s["kind"] == "won" else ""))
+              for s in service.deal_stages(g.ctx)]
+    from crmcore.payments.gateways import enabled_gateways
+    from crmcore.web.public import public_url
+
+    hooks = [(gw.gateway.title, public_url(url_for("invoicing_pay.webhook", gateway=name,
+                                                   business=g.ctx.business.slug)))
+             for name, gw in enabled_gateways(g.ctx).items() if not gw.gateway.offline]
+    events = payments.recent_events(g.ctx)
+    return _render("invoicing/settings.html", status, values=values, state=state, stages=stages, hooks=hooks,
+                   events=events)

@@ -1,0 +1,86 @@
+"""The plugin object crmcore loads (entry point ``crmcore.plugins: quoting``).
+
+Quotes are core records of type ``quote`` (entry point ``crmcore.record_types: quote``); the
+plugin adds their details, lines and actions as a panel on the quote's page, a "Quotes" panel
+on deals and parties, the line editor and send pages under ``/quotes`` (404 where the plugin
+is off), and the ``quoting.expire`` outbox job. It raises ``crm_after_quote_accepted``
+(:mod:`crm_quoting.hookspecs`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from crm_quoting import __version__, expiry, hookspecs
+from crm_quoting.models import QuotingBase
+from crm_quoting.schemas import QuotingSettings
+from crmcore import PluginInfo, hookimpl
+from crmcore.outbox.service import register_handler
+from crmcore.tenancy.models import Role
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from crmcore import Context
+
+PLUGIN = PluginInfo(
+    title="Quoting",
+    version=__version__,
+    core_api=">=1.1,<2",
+    depends=("catalog",),
+    description="Quotes on a deal or for a party: catalog lines at the party's price, versions, a PDF sent "
+                "by email, acceptance that makes a customer, moves the deal and drafts the invoice.",
+    settings_schema=QuotingSettings,
+    migrations="crm_quoting.migrations",
+    metadata=QuotingBase.metadata,
+    model_base=QuotingBase,
+    hookspecs=hookspecs,
+)
+
+register_handler(expiry.KIND, expiry.run, timeout=60.0, replace=True)
+
+
+@hookimpl
+def crm_register_blueprints(app: Flask) -> list[Any]:
+    from crm_quoting.views import bp
+
+    return [bp]
+
+
+@hookimpl
+def crm_admin_menu(ctx: Context) -> list[dict[str, Any]] | None:
+    """Quotes are records: their list is the core's record list of type ``quote`` (its URL is
+    built while a page renders; outside a request there is no menu)."""
+    from flask import has_request_context, url_for
+
+    if ctx is None or not has_request_context() or not ctx.role.allows(Role.READ_ONLY):
+        return None
+    return [{"label": "Quotes", "url": url_for("records.list", record_type="quote"), "order": 35,
+             "section": "main"}]
+
+
+@hookimpl
+def crm_record_panels(ctx: Context, record: Any) -> list[dict[str, Any]] | None:
+    """A deal's quotes (with "New quote"); a quote's lines, totals and actions. Rendered only
+    inside a page request."""
+    from flask import has_request_context
+
+    if not has_request_context() or record.type not in ("deal", "quote"):
+        return None
+    from crm_quoting import views
+
+    if record.type == "deal":
+        return [{"title": "Quotes", "html": views.deal_panel(ctx, record), "order": 20}]
+    return [{"title": "Quote", "html": views.quote_panel(ctx, record), "order": 5}]
+
+
+@hookimpl
+def crm_party_panels(ctx: Context, party: Any) -> list[dict[str, Any]] | None:
+    """The party's quotes, with "New quote" (a quote without a deal)."""
+    from flask import has_request_context
+
+    if not has_request_context():
+        return None
+    from crm_quoting import views
+
+    return [{"title": "Quotes", "html": views.party_panel(ctx, party), "order": 35}]
