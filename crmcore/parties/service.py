@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import BigInteger, bindparam, delete, exists, insert, or_, select
+from sqlalchemy import BigInteger, bindparam, delete, exists, insert, or_, select, union_all
 from sqlalchemy.exc import IntegrityError
 
 from crmcore.audit import service as audit
@@ -428,10 +428,13 @@ def party_details(ctx: Context, party_id: int) -> dict[str, Any]:
     contacts = list(ctx.session.scalars(
         select(Contact).where(Contact.party_id == party.id, Contact.archived_at.is_(None))
         .order_by(Contact.name_key, Contact.id)))
-    contact_ids = select(Contact.id).where(Contact.party_id == party.id).scalar_subquery()
+    # the party's own mechanisms and its contacts' as two index lookups: written as one
+    # ``party_id = x OR contact_id IN (...)``, PostgreSQL scans every mechanism (0.8 s at 2.5M)
+    contact_ids = select(Contact.id).where(Contact.party_id == party.id)
+    mine = union_all(select(ContactMechanism.id).where(ContactMechanism.party_id == party.id),
+                     select(ContactMechanism.id).where(ContactMechanism.contact_id.in_(contact_ids)))
     mechanisms = list(ctx.session.scalars(
-        select(ContactMechanism)
-        .where(or_(ContactMechanism.party_id == party.id, ContactMechanism.contact_id.in_(contact_ids)))
+        select(ContactMechanism).where(ContactMechanism.id.in_(mine))
         .order_by(ContactMechanism.kind, ContactMechanism.position, ContactMechanism.id)))
     by_contact: dict[int, list[ContactMechanism]] = defaultdict(list)
     for m in mechanisms:
@@ -547,12 +550,14 @@ def _filter_option(ctx: Context, list_key: str, value: Any, field: str) -> int:
 
 def _email_match(normalized: str) -> Any:
     """Parties whose own email, or a contact's email, is ``normalized``."""
-    own = exists().where(ContactMechanism.party_id == Party.id, ContactMechanism.kind == "email",
-                         ContactMechanism.normalized == normalized)
-    via_contact = Party.id.in_(
-        select(Contact.party_id).join(ContactMechanism, ContactMechanism.contact_id == Contact.id)
-        .where(ContactMechanism.kind == "email", ContactMechanism.normalized == normalized))
-    return or_(own, via_contact)
+    # one IN over a UNION of two lookups: an OR of an EXISTS and an IN cannot use the indexes
+    # together on PostgreSQL, which then walks the parties
+    own = select(ContactMechanism.party_id).where(ContactMechanism.kind == "email",
+                                                  ContactMechanism.normalized == normalized,
+                                                  ContactMechanism.party_id.is_not(None))
+    via_contact = (select(Contact.party_id).join(ContactMechanism, ContactMechanism.contact_id == Contact.id)
+                   .where(ContactMechanism.kind == "email", ContactMechanism.normalized == normalized))
+    return Party.id.in_(union_all(own, via_contact))
 
 
 def _search_filter(ctx: Context, q: str, matches: search.Matches | None) -> Any:
@@ -668,11 +673,13 @@ def find_duplicates(ctx: Context, *, name: str | None = None, email: str | None 
             matches.append(("phone", normalize_phone(phone).normalized))
     for kind, normalized in matches:
         kinds = ["email"] if kind == "email" else ["phone", "mobile", "fax"]
-        owned = Party.id.in_(select(ContactMechanism.party_id).where(
-            ContactMechanism.kind.in_(kinds), ContactMechanism.normalized == normalized))
-        via = Party.id.in_(select(Contact.party_id).join(ContactMechanism, ContactMechanism.contact_id == Contact.id)
-                           .where(ContactMechanism.kind.in_(kinds), ContactMechanism.normalized == normalized))
-        for party in ctx.session.scalars(base.where(or_(owned, via)).order_by(Party.name_key, Party.id).limit(limit)):
+        owned = select(ContactMechanism.party_id).where(
+            ContactMechanism.kind.in_(kinds), ContactMechanism.normalized == normalized,
+            ContactMechanism.party_id.is_not(None))
+        via = (select(Contact.party_id).join(ContactMechanism, ContactMechanism.contact_id == Contact.id)
+               .where(ContactMechanism.kind.in_(kinds), ContactMechanism.normalized == normalized))
+        matched = base.where(Party.id.in_(union_all(owned, via)))  # one IN: see _email_match
+        for party in ctx.session.scalars(matched.order_by(Party.name_key, Party.id).limit(limit)):
             found.setdefault(party.id, party)
     key = name_key(name)
     if key and len(found) < limit:
