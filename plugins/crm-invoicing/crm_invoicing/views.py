@@ -12,9 +12,9 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from flask import Blueprint, flash, g, redirect, render_template, request, url_for
+from flask import Blueprint, Response, flash, g, redirect, render_template, request, url_for
 
-from crm_invoicing import payments, service
+from crm_invoicing import documents, payments, service
 from crm_invoicing.models import MANUAL_METHODS, Kind
 from crm_invoicing.schemas import rate_text
 from crmcore.errors import Conflict, CrmError, PermissionDenied, ValidationFailed
@@ -316,6 +316,54 @@ def credit_note(invoice_id: int) -> Any:
                        state={"message": exc.message, "errors": errors})
     flash(f"Credit note {note.reference} issued.", "success")
     return _record_page(note.id)
+
+
+@bp.get("/<int:invoice_id>/document.pdf", endpoint="pdf")
+def pdf(invoice_id: int) -> Any:
+    """The PDF as the document is now (a download; nothing is stored; a draft is watermarked)."""
+    name, data = documents.render(g.ctx, invoice_id)
+    return Response(data, mimetype="application/pdf",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"',
+                             "X-Content-Type-Options": "nosniff"})
+
+
+@bp.post("/<int:invoice_id>/pdf", endpoint="store_pdf")
+def store_pdf(invoice_id: int) -> Any:
+    return _act(invoice_id, lambda: documents.generate(g.ctx, invoice_id), "PDF made and kept on the timeline.")
+
+
+@bp.route("/<int:invoice_id>/send", methods=["GET", "POST"], endpoint="send")
+def send(invoice_id: int) -> Any:
+    """Email the invoice or credit note with its PDF to a contact of the party or a typed address."""
+    view = service.get_invoice(g.ctx, invoice_id)
+    contacts = documents.recipients(g.ctx, view)
+    page = {"view": view, "contacts": contacts, "offers_link": documents.offers_link(view),
+            "filename": documents.filename(view), "title": "Credit note" if view.invoice.kind == Kind.CREDIT_NOTE
+            else "Invoice"}
+    if request.method == "GET":
+        if not g.ctx.role.allows(Role.MEMBER):
+            raise PermissionDenied("sending invoices is for members")
+        try:
+            documents.check_sendable(view)
+        except Conflict as exc:
+            return _refused(invoice_id, exc)
+        chosen = view.record.contact_id if view.record.contact_id in contacts else None
+        values = {"contact_id": str(chosen or ""), "to": "", "subject": documents.default_subject(g.ctx, view),
+                  "message": documents.default_message(g.ctx, view, contacts[chosen]["name"] if chosen else None),
+                  "include_link": True}
+        return _render("invoicing/send.html", **page, values=values, errors={}, message=None)
+    values = {name: request.form.get(name, "") for name in ("contact_id", "to", "subject", "message")}
+    data: dict[str, Any] = {k: v for k, v in values.items() if v.strip()}
+    data["include_link"] = "1" in request.form.getlist("include_link")
+    try:
+        documents.send(g.ctx, invoice_id, data)
+    except ValidationFailed as exc:
+        return _render("invoicing/send.html", exc.status, **page, values={**values, **data},
+                       errors=exc.errors or {}, message=exc.message)
+    except Conflict as exc:
+        return _refused(invoice_id, exc)
+    flash("Sent: the email is on its way, the PDF is on the timeline.", "success")
+    return _record_page(invoice_id)
 
 
 # --------------------------------------------------------------------------------------------
