@@ -1,7 +1,8 @@
 """``python -m benchmarks run --size 100k|1m [--database URL] [--keep]``: everything at scale
 (``--reuse DB`` measures again on a kept database);
 ``python -m benchmarks core [--database URL] [--n N]``: the core service paths alone;
-``python -m benchmarks outbox [--database URL] [--jobs N]``: the outbox worker."""
+``python -m benchmarks outbox [--database URL] [--jobs N]``: the outbox worker;
+``python -m benchmarks peer --size 100k [--database URL]``: crmcore beside Django-CRM, same data."""
 
 from __future__ import annotations
 
@@ -32,7 +33,25 @@ def main(argv: list[str] | None = None) -> int:
     outbox.add_argument("--rate", type=float, default=1000.0, help="jobs/s queued during the load run")
     outbox.add_argument("--seconds", type=float, default=10.0, help="length of the load run")
     outbox.add_argument("--retention", type=float, default=2.0, help="seconds finished rows are kept in the load run")
+    peer = sub.add_parser("peer", help="crmcore beside Django-CRM 0.9.0 (own virtualenv), same data, same run")
+    peer.add_argument("--size", default="100k", help="1k, 10k, 100k, 1m or a number of parties")
+    peer.add_argument("--database", help="PostgreSQL URL: scratch databases beside it for both systems "
+                                         "(default: temporary SQLite files)")
+    peer.add_argument("--keep", action="store_true", help="keep the scratch databases")
+    peer.add_argument("--calls", type=int, default=30, help="timed requests per list measurement")
+    peer.add_argument("--creates", type=int, default=300, help="one-by-one creates (service / ORM save)")
+    peer.add_argument("--api-creates", type=int, default=100, help="one-by-one creates through each API")
+    peer.add_argument("--venv", help="the peer's virtualenv (default ~/.cache/crmcore-bench/peer-venv)")
     args = parser.parse_args(argv)
+    if args.suite == "peer":
+        from pathlib import Path
+
+        from benchmarks.peer.compare import Settings
+        from benchmarks.peer.compare import run as run_peer
+
+        run_peer(args.size, args.database, keep=args.keep, venv_path=Path(args.venv) if args.venv else None,
+                 settings=Settings(calls=args.calls, creates=args.creates, api_creates=args.api_creates))
+        return 0
     if args.suite == "outbox":
         from benchmarks.outbox import run as run_outbox
 
