@@ -357,7 +357,7 @@ def browse(app: Any) -> Iterator[Callable[[Callable[[Any], None]], None]]:
                     try:
                         context = launched.new_context(base_url=base_url, viewport={"width": 1360, "height": 900})
                         page = context.new_page()
-                        page.set_default_timeout(10_000)
+                        page.set_default_timeout(30_000)  # a loaded 2-core CI machine: fetches can take seconds
                         fn(page)
                     finally:
                         launched.close()

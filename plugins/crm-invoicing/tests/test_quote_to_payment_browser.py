@@ -140,7 +140,7 @@ def test_quote_accept_invoice_and_pay_with_stripe_in_the_browser(browse, crm, ct
         try:
             assert customer.cookies() == []
             public = customer.new_page()
-            public.set_default_timeout(10_000)
+            public.set_default_timeout(30_000)
             public.goto(link)
             public.wait_for_selector("button[data-gateway=stripe]")
             assert public.inner_text("#pay-balance") == TOTAL
