@@ -374,3 +374,50 @@ def browse(app: Any) -> Iterator[Callable[[Callable[[Any], None]], None]]:
     yield run
     server.shutdown()
     serving.join(timeout=10)
+
+
+# -- a plugin's migrations -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def scratch_database_url(tmp_path: Path) -> Iterator[str]:
+    """An empty database nobody else uses: a SQLite file, or (with ``CRM_TEST_DATABASE_URL``) a
+    fresh PostgreSQL database beside it, dropped afterwards. For migration tests."""
+    pg = os.environ.get("CRM_TEST_DATABASE_URL")
+    if not pg:
+        yield f"sqlite:///{tmp_path / 'crm.sqlite'}"
+        return
+    url = make_url(pg).set(drivername="postgresql+psycopg")
+    name = f"crm_migrate_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def check_migrations_match_models(engine: Any, metadata: MetaData) -> list[Any]:
+    """Run ``crm db upgrade`` (core, then every installed plugin) on ``engine`` and assert that
+    ``metadata``'s tables exist and that Alembic's autogenerate finds no difference between them
+    and the migrated schema. Returns the upgrade's results (plugin, from, to) for more checks."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import inspect
+
+    from crmcore.migrations.runner import upgrade
+
+    ours = set(metadata.tables)
+    results = upgrade(engine, get_registry())
+
+    def include(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+        return type_ != "table" or name in ours
+
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True, "include_object": include})
+        assert compare_metadata(context, metadata) == []
+    assert ours <= set(inspect(engine).get_table_names())
+    return results

@@ -3,55 +3,20 @@ difference), on SQLite and on a fresh PostgreSQL database."""
 
 from __future__ import annotations
 
-import os
-import uuid
-
-import pytest
 from crm_catalog.models import CatalogBase
-from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import create_engine, inspect
 
-from crmcore.migrations.runner import upgrade
-from crmcore.plugins.manager import get_registry
+from crmcore.testing import check_migrations_match_models
 
 
-@pytest.fixture
-def database_url(tmp_path):
-    pg = os.environ.get("CRM_TEST_DATABASE_URL")
-    if not pg:
-        yield f"sqlite:///{tmp_path / 'crm.sqlite'}"
-        return
-    url = make_url(pg).set(drivername="postgresql+psycopg")
-    name = f"crm_catalog_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield url.set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
-def test_migration_builds_what_the_models_describe(database_url):
-    from alembic.autogenerate import compare_metadata
-    from alembic.runtime.migration import MigrationContext
-
-    engine = create_engine(database_url)
-    ours = set(CatalogBase.metadata.tables)
+def test_migration_builds_what_the_models_describe(scratch_database_url):
+    engine = create_engine(scratch_database_url)
     try:
-        results = upgrade(engine, get_registry())
+        results = check_migrations_match_models(engine, CatalogBase.metadata)
         assert ("catalog", None, "catalog_0001") in results
-
-        def include(obj, name, type_, reflected, compare_to):
-            return type_ != "table" or name in ours
-
-        with engine.connect() as conn:
-            context = MigrationContext.configure(conn, opts={"compare_type": True, "include_object": include})
-            assert compare_metadata(context, CatalogBase.metadata) == []
         inspector = inspect(engine)
-        assert ours <= set(inspector.get_table_names())
         # every index of the plugin is led by business_id (the tenant scope's column)
-        for table in ours:
+        for table in CatalogBase.metadata.tables:
             for index in inspector.get_indexes(table):
                 assert index["column_names"][0] == "business_id", (table, index["name"])
             checks = {c["name"] for c in inspector.get_check_constraints(table)}
