@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 
 #: Version of the hook contract (``crmcore/hookspecs.py``). Plugins declare the range they
 #: fit in ``PluginInfo.core_api``; ``crm plugins check`` compares the two.
-HOOK_API_VERSION = "1.1"
+HOOK_API_VERSION = "1.2"
 
 hookimpl = pluggy.HookimplMarker("crmcore")
 hookspec = pluggy.HookspecMarker("crmcore")

@@ -12,7 +12,8 @@ validate                  ``crm_before_*``                    inside the write's
 default                   ``crm_*_defaults``                  when a create starts; return values to prefill
 react                     ``crm_after_*``                     after commit, once per plugin, through the
                                                               outbox; retried, never undoes the write
-page                      ``crm_admin_menu``, ``crm_*_panels`` when pages render
+page                      ``crm_admin_menu``, ``crm_*_panels``, when pages render
+                          ``crm_record_statuses``
 ========================  ==================================  ============================================
 
 Tenant-scoped hooks (every hook taking ``ctx``) are only called for the plugins enabled in
@@ -230,3 +231,17 @@ def crm_record_panels(ctx: Context, record: Record) -> list[dict[str, Any]] | No
 def crm_party_panels(ctx: Context, party: Party) -> list[dict[str, Any]] | None:
     """Return panels to show on ``party``'s sheet; same shape as :func:`crm_record_panels`.
     Added in 1.0."""
+
+
+@hookspec
+def crm_record_statuses(ctx: Context, record_type: str, records: list[Record]) -> dict[int, str] | None:
+    """Return the status your plugin keeps for its own records, by record id.
+
+    A record of a type without a pipeline (a quote, an invoice, an order) is ``open`` to the
+    core for its whole life; its plugin knows it as "sent", "partly paid" or "fulfilled". The
+    core asks once per page for all the records of ``record_type`` it shows (the record's page,
+    record lists, the party sheet), so answer with one query, not one per record. Return a dict
+    ``{record_id: status}`` (a short lower-case word or two, shown as a badge instead of the
+    core's ``open``), or None when ``record_type`` is not one of your types. Only the answer of
+    the plugin that provides ``record_type`` is used. Added in 1.2.
+    """

@@ -342,6 +342,7 @@ def _record_types(ctx: Any) -> list[Any]:
 @bp.get("/<int:party_id>")
 def sheet(party_id: int) -> Any:
     from crmcore.records.service import list_records
+    from crmcore.records.statuses import record_statuses
     from crmcore.timeline.service import feed
 
     ctx = g.ctx
@@ -353,7 +354,7 @@ def sheet(party_id: int) -> Any:
     related = []
     for rtype in _record_types(ctx):
         page = list_records(ctx, record_type=rtype.key, filters={"party_id": party_id}, limit=RECORDS_PER_TYPE)
-        related.append({"type": rtype, "page": plain(page)})
+        related.append({"type": rtype, "statuses": record_statuses(ctx, page.items), "page": plain(page)})
     notes = plain(feed(ctx, party_id=party_id, kinds=["note"], limit=NOTES_LIMIT))
     files = plain(feed(ctx, party_id=party_id, kinds=["attachment"], limit=NOTES_LIMIT))
     timeline = feed(ctx, party_id=party_id, cursor=request.args.get("feed") or None, limit=FEED_LIMIT)

@@ -28,6 +28,7 @@ from crmcore.parties.contacts import list_contacts
 from crmcore.parties.service import get_party
 from crmcore.pipelines.service import list_pipelines
 from crmcore.records import service as records
+from crmcore.records.statuses import record_statuses, shown_status
 from crmcore.records.types import RecordType, record_types
 from crmcore.tenancy.models import Role
 from crmcore.tenancy.service import list_members
@@ -345,8 +346,10 @@ def list_page(record_type: str) -> Any:
     rows = []
     if page is not None:
         parties = page.extra.get("parties", {})
+        statuses = record_statuses(g.ctx, page.items)
         rows = [{
             "id": r.id, "reference": r.reference, "title": r.title, "status": r.status,
+            "status_label": shown_status(r, statuses),
             "party": parties[r.party_id].name if r.party_id in parties else None,
             "stage": stage_names.get(r.stage_id), "owner": owners.get(r.owner_id), "amount": r.amount,
             "currency": r.currency, "expected_close_date": r.expected_close_date, "updated_at": r.updated_at,
@@ -528,7 +531,9 @@ def _record_page(record_id: int, *, failed: tuple[str, ValidationFailed] | None 
     from crmcore.timeline.service import feed
 
     ctx = g.ctx
-    record = _plain_details(records.record_details(ctx, record_id))
+    details = records.record_details(ctx, record_id)
+    record = _plain_details(details)
+    record["shown_status"] = shown_status(details["record"], record_statuses(ctx, [details["record"]]))
     rtype = _type(record["type"])
     panels = [{"title": p["title"], "html": p.get("html", ""), "plugin": p["plugin"]}
               for p in records.record_panels(ctx, record_id)]
