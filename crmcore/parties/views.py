@@ -346,10 +346,12 @@ def sheet(party_id: int) -> Any:
     from crmcore.timeline.service import feed
 
     ctx = g.ctx
-    details = parties.party_details(ctx, party_id)
-    panels = _panels(ctx, details["party"])
+    found = parties.party_details(ctx, party_id)
+    # copied before the panels: a plugin's panel runs its own use case, which expires what
+    # this one loaded (the contact mechanisms are built from a UNION and cannot be reloaded)
+    details = plain(found)
+    panels = _panels(ctx, found["party"])
     custom_values = render_values(ctx, "party", details["party"].custom)
-    details = plain(details)
     members = plain(list_members(ctx))
     related = []
     for rtype in _record_types(ctx):

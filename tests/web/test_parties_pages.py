@@ -641,3 +641,30 @@ def test_user_text_is_escaped_everywhere(client, ctx, fields):
     response = client.post("/parties/new", {"kind": "organisation", "name": XSS, "custom.fleet_size": "bad"})
     assert response.status_code == 422
     assert XSS not in text_of(response) and "&lt;script&gt;" in text_of(response)
+
+
+class _PanelWithUseCase:
+    """A panel that runs a use case of its own, as the invoicing plugin's party panel does: the
+    use case commits and expires what the sheet had loaded before it."""
+
+    PLUGIN = PluginInfo(title="Use-case panel")
+
+    @hookimpl
+    def crm_party_panels(self, ctx, party):
+        from crmcore.records.service import list_records
+
+        page = list_records(ctx, record_type="deal", filters={"party_id": party.id}, limit=5)
+        return [{"title": "Open deals", "html": Markup("<p>{} deals</p>").format(len(page.items))}]
+
+
+def test_a_panel_running_a_use_case_does_not_break_the_sheet(client, ctx, register_plugin):
+    register_plugin(_PanelWithUseCase(), enable_for=ctx)
+    party = make_party(ctx, "Beta", mechanisms=[{"kind": "email", "value": "b@beta.example"}],
+                       addresses=[{"line1": "Lane 2", "city": "Bruges"}])
+    parties.create_contact(ctx, {"party_id": party.id, "first_name": "Bo", "last_name": "Lind",
+                                 "mechanisms": [{"kind": "phone", "value": "+32 9 765 43 21"}]})
+    response = client.get(f"/parties/{party.id}")
+    assert response.status_code == 200
+    page = text_of(response)
+    for shown in ("b@beta.example", "Lane 2", "Bo Lind", "+32 9 765 43 21", "0 deals"):
+        assert shown in page
