@@ -1,5 +1,5 @@
 """The plugin's tables, in its own ``MetaData``: invoice details (1:1 with the core record), lines,
-payments, payment attempts and the gateway events received.
+payments, payment attempts, refunds asked of gateways and the gateway events received.
 
 Every table carries ``business_id``, so once the plugin is loaded (``PluginInfo.model_base``)
 every ORM query through ``ctx.session`` is scoped to the current business. Money is
@@ -199,6 +199,48 @@ class PaymentAttempt(IdMixin, InvoicingBase):
     status: Mapped[str] = mapped_column(String(16), default=AttemptStatus.CREATED.value)
     provider_reference: Mapped[str | None] = mapped_column(String(200))
     error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class RefundStatus(enum.StrEnum):
+    CREATED = "created"          # saved (with its idempotency key) before the gateway is called
+    SUCCEEDED = "succeeded"      # the provider gave the money back; the refund row is recorded
+    PENDING = "pending"          # the provider accepted it and settles it later; recorded already
+    FAILED = "failed"            # refused, timed out or the provider failed: nothing recorded
+
+
+class RefundRequest(IdMixin, InvoicingBase):
+    """Staff asking a gateway to give back (part of) a payment it took: saved with its
+    idempotency key and committed BEFORE the gateway is called, so a retry of the same request
+    sends the same key and the provider refunds once. ``refund_id`` is the refund row recorded
+    (the same row a REFUNDED webhook of that refund would find: both use ``provider_refund_id``)."""
+
+    __tablename__ = "invoicing_refund_requests"
+    __table_args__ = (
+        UniqueConstraint("idempotency_key"),
+        CheckConstraint("status in ('created', 'succeeded', 'pending', 'failed')", name="status"),
+        CheckConstraint("amount > 0", name="amount"),
+        Index("ix_invoicing_refund_requests_payment", "business_id", "payment_id", "id"),
+    )
+
+    business_id: Mapped[int] = mapped_column(BigId, ForeignKey(core_column("businesses.id"), ondelete="CASCADE"))
+    invoice_id: Mapped[int] = mapped_column(BigId, ForeignKey("invoicing_invoices.id", ondelete="CASCADE"))
+    payment_id: Mapped[int] = mapped_column(BigId, ForeignKey("invoicing_payments.id", ondelete="CASCADE"))
+    gateway: Mapped[str] = mapped_column(String(64))
+    idempotency_key: Mapped[str] = mapped_column(String(64))
+    amount: Mapped[Decimal] = mapped_column(Money)
+    currency: Mapped[str] = mapped_column(String(3))
+    reason: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default=RefundStatus.CREATED.value)
+    provider_refund_id: Mapped[str | None] = mapped_column(String(200))
+    #: the refund row (``invoicing_payments``) recorded for it
+    refund_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("invoicing_payments.id", ondelete="SET NULL"))
+    #: a failure that may have reached the provider (a timeout, a 5xx): retried with the same key
+    retryable: Mapped[bool] = mapped_column(default=False)
+    error: Mapped[str | None] = mapped_column(Text)
+    requested_by_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey(core_column("users.id"), ondelete="SET NULL"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -390,13 +390,24 @@ def _refunded(ctx: Context, gateway: str, source: str, event: PaymentEvent) -> s
         return _log(ctx, gateway, source, event, ids, "ignored", f"unusable amount {event.amount!r}")
     if (event.currency or original.currency).upper() != original.currency:
         return _log(ctx, gateway, source, event, ids, "ignored", "the refund's currency is not the payment's")
-    key = f"refund:{refund_id}"[:200]
+    key = refund_key(refund_id)
     if ctx.session.scalar(select(Payment.id).where(Payment.gateway == gateway, Payment.provider_payment_id == key)):
         return _log(ctx, gateway, source, event, ids, "duplicate", "this refund is recorded already")
     if service.held(ctx, invoice.id, original.id) <= 0:
         return _log(ctx, gateway, source, event, ids, "ignored", "nothing of the payment is left to refund")
     refund = service.add_refund(ctx, record, invoice, original, amount, key=key, note=event.detail)
     return _log(ctx, gateway, source, event, ids, "refunded" if refund is not None else "duplicate", None)
+
+
+def refund_key(provider_refund_id: str) -> str:
+    """What a refund row keeps as ``provider_payment_id``: one row per provider refund, whether
+    staff asked for it here (:mod:`crm_invoicing.refunds`) or a webhook reported it."""
+    return f"refund:{provider_refund_id}"[:200]
+
+
+def settings_of(ctx: Context, gateway: EnabledGateway) -> Mapping[str, Any] | None:
+    """The gateway's settings here, or None when they cannot be read (logged)."""
+    return _settings(ctx, gateway)
 
 
 def _log(ctx: Context, gateway: str, source: str, event: PaymentEvent | None, ids: tuple[int, int | None] | None,

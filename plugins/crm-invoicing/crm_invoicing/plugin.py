@@ -31,7 +31,7 @@ _INVOICE_SAMPLE = {"number": "INV26-0007", "title": "Invoice for Initech", "curr
 PLUGIN = PluginInfo(
     title="Invoicing",
     version=__version__,
-    core_api=">=1.1,<2",
+    core_api=">=1.2,<2",
     description="Invoices and credit notes as records, with lines, payments recorded by hand or taken through "
                 "any enabled payment gateway, and a public payment page per invoice.",
     settings_schema=InvoicingSettings,
@@ -86,3 +86,15 @@ def crm_party_panels(ctx: Context, party: Party) -> list[dict[str, Any]] | None:
     from crm_invoicing import panels
 
     return [panels.party_panel(ctx, party)]
+
+
+@hookimpl
+def crm_record_statuses(ctx: Context, record_type: str, records: list[Record]) -> dict[int, str] | None:
+    """Invoices and credit notes show their own status (draft, issued, partly paid, paid,
+    credited, cancelled) instead of the core's "open": one query for all the records of a page."""
+    from crm_invoicing import service
+    from crm_invoicing.types import TYPES
+
+    if record_type not in TYPES:
+        return None
+    return service.record_statuses(ctx, [r for r in records if r.type == record_type])

@@ -5,8 +5,11 @@ gateway and the instructions of offline ones. A malformed token, a wrong one, a 
 and a business where the plugin is off all get the same 404. The payer's POST (CSRF-protected)
 starts an attempt for the server's balance, whatever the form says; the gateway call happens
 after the attempt is committed, and its failure only marks the attempt (the payer is asked to
-try again). ``/hooks/payments/<gateway>/<business>`` takes a provider's webhook: raw body,
-limited in size, verified by the gateway (a bad signature is a 400), then applied.
+try again); an online gateway's address is then given on a small page that moves on by itself
+(``<meta http-equiv=refresh>``, not a 303: Chromium checks a redirect that follows a form POST
+against the form page's ``form-action``, which a provider on plain http would fail).
+``/hooks/payments/<gateway>/<business>`` takes a provider's webhook: raw body, limited in size,
+verified by the gateway (a bad signature is a 400, a temporary failure a 503), then applied.
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from flask import Response, abort, render_template, request, url_for
+from sqlalchemy.exc import OperationalError
 
 from crm_invoicing import NAME, payments
 from crmcore.errors import CrmError
@@ -27,6 +31,7 @@ from crmcore.payments.gateways import (
     PaymentEvent,
     PaymentRequest,
     ReturnRequest,
+    TemporaryFailure,
     WebhookRequest,
     get_gateway,
 )
@@ -45,6 +50,9 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "connect-src 'self'; object-src 'none'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
 #: a webhook body larger than this is refused unread (providers send a few KiB)
 MAX_WEBHOOK_BYTES = 256 * 1024
+#: what a 503 asks the provider to wait before delivering again (providers retry on their own
+#: schedule anyway; this is a hint)
+RETRY_AFTER_SECONDS = 60
 MESSAGES = {
     "succeeded": ("success", "Thank you: your payment was received."),
     "pending": ("info", "Your payment is being processed; this page will show it once it is confirmed."),
@@ -71,8 +79,8 @@ def _business(slug: str) -> Iterator[Context | None]:
 
 
 def _csp(form_targets: str = "https:") -> str:
-    """The core's policy, but forms may lead to the payment provider (a redirect after the
-    payer's POST is checked against form-action too)."""
+    """The core's policy, but forms may lead to https: providers (and, on the page of a
+    gateway's auto-submitted POST form, to that provider's origin)."""
     return CSP.replace("form-action 'self'", f"form-action 'self' {form_targets}")
 
 
@@ -135,19 +143,26 @@ def start(business: str, token: str, gateway: str) -> Any:
         if target is None:
             return render_template("invoicing/public_instructions.html", business=business, token=token,
                                    text=session.instructions, reference=started.reference)
-        parts = urlsplit(target)
-        policy = _csp(f"https: {parts.scheme}://{parts.netloc}")
         if session.redirect_method.upper() == "POST":
+            parts = urlsplit(target)
             page = render_template("invoicing/public_redirect.html", target=target,
                                    fields={str(k): str(v) for k, v in dict(session.redirect_fields).items()})
-            return Response(page, mimetype="text/html", headers={"Content-Security-Policy": policy})
-        return Response(status=303, headers={"Location": target, "Content-Security-Policy": policy})
+            return Response(page, mimetype="text/html",
+                            headers={"Content-Security-Policy": _csp(f"https: {parts.scheme}://{parts.netloc}")})
+        return Response(render_template("invoicing/public_continue.html", target=_refresh_safe(target),
+                                        gateway_title=started.gateway.gateway.title), mimetype="text/html")
 
 
 def _error_text(exc: BaseException) -> str:
     if isinstance(exc, GatewayError):
         return str(exc) or type(exc).__name__
     return f"unexpected error in the gateway ({type(exc).__name__})"
+
+
+def _refresh_safe(url: str) -> str:
+    """``url`` with quotes, spaces and controls percent-encoded: inside ``<meta http-equiv=refresh
+    content="0;url=...">`` a quote would end the address early (the template escapes the rest)."""
+    return quote(url, safe="/:?#[]@!$&()*+,;=%~-._")
 
 
 def _redirect_target(url: str | None) -> str | None:
@@ -205,7 +220,16 @@ def cancelled(business: str, token: str, attempt_id: int) -> Any:
 @csrf_exempt
 def webhook(gateway: str, business: str) -> Any:
     """A provider's webhook: 404 unless the gateway is enabled in that business, 413 when too
-    large, 400 when the gateway refuses it (logged), else 200 once every event is applied."""
+    large, 400 when the gateway refuses it (a bad signature or body; logged), 503 on a temporary
+    failure (the gateway's TemporaryFailure, the database busy or unreachable) so the provider
+    retries, else 200 once every event is applied."""
+    try:
+        return _webhook(gateway, business)
+    except OperationalError as exc:  # database busy or gone: the use case rolled its transaction back
+        return _retry_later(gateway, business, f"database unavailable ({type(exc.orig).__name__})")
+
+
+def _webhook(gateway: str, business: str) -> Any:
     with _business(business) as ctx:
         if ctx is None:
             abort(404)
@@ -228,9 +252,19 @@ def webhook(gateway: str, business: str) -> Any:
         except InvalidWebhook as exc:
             log.warning("webhook of %s for business %s refused: %s", gateway, business, exc)
             return Response("invalid webhook", status=400, mimetype="text/plain")
+        except TemporaryFailure as exc:  # the gateway could not ask its provider (Stripe's refund list)
+            return _retry_later(gateway, business, _error_text(exc))
         except Exception:  # noqa: BLE001 - a gateway's bug is logged, the provider gets a 400
             log.exception("gateway %s failed to read a webhook", gateway)
             return Response("invalid webhook", status=400, mimetype="text/plain")
         outcomes = [payments.apply_event(ctx, gateway, event, source="webhook")
                     for event in (events if isinstance(events, list) else [])]
         return Response(f"ok {len(outcomes)}", status=200, mimetype="text/plain")
+
+
+def _retry_later(gateway: str, business: str, why: str) -> Response:
+    """A temporary failure: 503, so the provider delivers the webhook again later (events
+    applied before it are found again as duplicates then)."""
+    log.warning("webhook of %s for business %s not handled now, the provider will retry: %s", gateway, business, why)
+    return Response("temporarily unavailable", status=503, mimetype="text/plain",
+                    headers={"Retry-After": str(RETRY_AFTER_SECONDS)})

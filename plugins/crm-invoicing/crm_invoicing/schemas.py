@@ -185,6 +185,16 @@ class RefundInput(Schema):
     note = Text(2000, load_default=None)
 
 
+class GatewayRefundInput(Schema):
+    """A refund staff ask the payment's gateway for: how much and why (kept on the timeline)."""
+
+    class Meta:
+        unknown = RAISE
+
+    amount = Number(required=True, validate=validate.Range(min=0, min_inclusive=False, error="must be more than 0"))
+    reason = Text(500, required=True)
+
+
 class CreditLineInput(Schema):
     class Meta:
         unknown = RAISE

@@ -632,6 +632,12 @@ def money_text(amount: Decimal, currency: str) -> str:
     return f"{round_money(amount, currency.upper())} {currency.upper()}"
 
 
+def check_money(amount: Decimal, currency: str, field: str = "amount") -> None:
+    """ValidationFailed naming ``field`` when ``amount`` has more decimals than ``currency``
+    takes or is too large to store."""
+    _check_money(amount, currency, field)
+
+
 def _check_money(amount: Decimal, currency: str, field: str = "amount") -> None:
     if amount != round_money(amount, currency):
         places = -quantum(currency).as_tuple().exponent
@@ -733,14 +739,32 @@ def _record_id_of(ctx: Context, invoice_id: int) -> int:
 
 
 def add_refund(ctx: Context, record: Record, invoice: Invoice, payment: Payment, amount: Decimal, *, key: str,
-               note: str | None = None) -> Payment | None:
-    """Inside a use case that locked ``invoice``: a refund a gateway reported (``key``
-    identifies it: a redelivery is one refund). None when recorded already."""
-    return _add_refund(ctx, record, invoice, payment, amount, key=key, note=note, received_on=None)
+               note: str | None = None, summary: str | None = None) -> Payment | None:
+    """Inside a use case that locked ``invoice``: a refund a gateway made or reported (``key``
+    identifies it: a redelivery is one refund). None when recorded already. ``summary`` is the
+    timeline's line (default "Refund of ... recorded")."""
+    return _add_refund(ctx, record, invoice, payment, amount, key=key, note=note, received_on=None, summary=summary)
+
+
+def lock_invoice(ctx: Context, invoice_id: int, *, archived_ok: bool = False) -> tuple[Record, Invoice]:
+    """Inside a use case: the invoice (by its row id) and its record, the row locked for update
+    (every change to an invoice's money takes this lock first). An archived invoice is a
+    Conflict unless ``archived_ok`` (recording what a provider already did)."""
+    record_id = _record_id_of(ctx, invoice_id)
+    if not archived_ok:
+        return _locked(ctx, record_id)
+    record = _record(ctx, record_id)
+    return record, _invoice_row(ctx, record, lock=True, create=True)
+
+
+def timeline(ctx: Context, record: Record, kind: str, summary: str) -> None:
+    """An entry on the invoice's timeline (and its party's)."""
+    _timeline(ctx, record, kind, summary)
 
 
 def _add_refund(ctx: Context, record: Record, invoice: Invoice, payment: Payment, amount: Decimal, *,
-                key: str | None, note: str | None, received_on: dt.date | None) -> Payment | None:
+                key: str | None, note: str | None, received_on: dt.date | None,
+                summary: str | None = None) -> Payment | None:
     from sqlalchemy.exc import IntegrityError
 
     if key is not None and ctx.session.scalar(select(Payment.id).where(
@@ -767,7 +791,7 @@ def _add_refund(ctx: Context, record: Record, invoice: Invoice, payment: Payment
             ctx.session.add(refund)
     except IntegrityError:
         return None
-    _timeline(ctx, record, "invoice_refund", f"Refund of {money_text(amount, payment.currency)} recorded")
+    _timeline(ctx, record, "invoice_refund", summary or f"Refund of {money_text(amount, payment.currency)} recorded")
     settle(ctx, record, invoice)
     return refund
 
@@ -945,6 +969,23 @@ def list_invoices(ctx: Context, filters: Mapping[str, Any] | None = None, *, cur
     page.extra["party_names"] = dict(ctx.session.execute(select(Party.id, Party.name).where(
         Party.id.in_(party_ids))).all()) if party_ids else {}
     return page
+
+
+#: the status word a record shows (hook ``crm_record_statuses``): "active" reads "issued" there
+STATUS_WORDS = {Status.DRAFT.value: "draft", Status.ACTIVE.value: "issued", Status.PARTLY_PAID.value: "partly paid",
+                Status.PAID.value: "paid", Status.CREDITED.value: "credited", Status.CANCELLED.value: "cancelled"}
+
+
+def record_statuses(ctx: Context, records: list[Record]) -> dict[int, str]:
+    """``{record id: status}`` of the business's invoices and credit notes among ``records``, in
+    one query (the core shows it instead of its own "open"). A record without details yet (made
+    by the core's "New invoice" form) is a draft; another business's records are never answered."""
+    mine = {r.id for r in records if r.business_id == ctx.business_id and r.type in TYPES}
+    if not mine:
+        return {}
+    found = {record_id: status for record_id, status in ctx.session.execute(
+        select(Invoice.record_id, Invoice.status).where(Invoice.record_id.in_(sorted(mine))))}
+    return {record_id: STATUS_WORDS.get(found.get(record_id, Status.DRAFT.value), "draft") for record_id in mine}
 
 
 def customer_email(ctx: Context, record: Record) -> str | None:

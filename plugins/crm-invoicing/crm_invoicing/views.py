@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import Blueprint, Response, flash, g, redirect, render_template, request, url_for
 
-from crm_invoicing import documents, payments, service
+from crm_invoicing import documents, payments, refunds, service
 from crm_invoicing.models import MANUAL_METHODS, Kind
 from crm_invoicing.schemas import rate_text
 from crmcore.errors import Conflict, CrmError, PermissionDenied, ValidationFailed
@@ -265,27 +265,96 @@ def payment(invoice_id: int) -> Any:
     return _record_page(invoice_id)
 
 
+def _refund_page(payment_id: int, status: int = 200, **forms: Any) -> Any:
+    """The refund page: through the payment's gateway when it can, else (or also) by hand."""
+    opts = refunds.options(g.ctx, payment_id)
+    view = service.get_invoice(g.ctx, opts.record.id)
+    page = {"values": {"amount": "", "received_on": service.today(g.ctx).isoformat(), "note": ""}, "state": None,
+            "gateway_values": {"amount": "", "reason": ""}, "gateway_state": None, **forms}
+    retryable = {r.id for r in opts.requests if refunds.retry_allowed(r)}
+    return _render("invoicing/refund.html", status, view=view, opts=opts, retryable=retryable, **page)
+
+
 @bp.route("/payments/<int:payment_id>/refund", methods=["GET", "POST"], endpoint="refund")
 def refund(payment_id: int) -> Any:
-    from crm_invoicing.models import Invoice, Payment
-    from crmcore.context import get_or_404
-
-    paid = get_or_404(g.ctx, Payment, payment_id, "payment")
-    record_id = get_or_404(g.ctx, Invoice, paid.invoice_id, "invoice").record_id
-    view = service.get_invoice(g.ctx, record_id)
-    values = {"amount": "", "received_on": service.today(g.ctx).isoformat(), "note": ""}
     if request.method == "GET":
-        return _render("invoicing/refund.html", view=view, payment=paid, values=values, state=None,
-                       held=view.refundable(payment_id))
-    values = {key: request.form.get(key, "") for key in values}
+        return _refund_page(payment_id)
+    if request.form.get("mode") == "gateway":
+        return _gateway_refund(payment_id)
+    values = {key: request.form.get(key, "") for key in ("amount", "received_on", "note")}
     try:
         service.record_refund(g.ctx, payment_id, {"amount": values["amount"], "note": values["note"] or None,
                                                   "received_on": values["received_on"] or None})
     except (ValidationFailed, Conflict) as exc:
-        return _render("invoicing/refund.html", exc.status, view=view, payment=paid, values=values,
-                       state={"message": exc.message, "errors": exc.errors}, held=view.refundable(payment_id))
+        return _refund_page(payment_id, exc.status, values=values, state={"message": exc.message, "errors": exc.errors})
     flash("Refund recorded.", "success")
-    return _record_page(record_id)
+    return _record_page(_record_of_payment(payment_id))
+
+
+def _record_of_payment(payment_id: int) -> int:
+    from crm_invoicing.models import Invoice, Payment
+    from crmcore.context import get_or_404
+
+    paid = get_or_404(g.ctx, Payment, payment_id, "payment")
+    return get_or_404(g.ctx, Invoice, paid.invoice_id, "invoice").record_id
+
+
+def _gateway_refund(payment_id: int) -> Any:
+    """Ask the payment's gateway to give money back: the request (and its idempotency key) is
+    committed before the call; a refusal or failure changes nothing and is shown here."""
+    values = {key: request.form.get(key, "") for key in ("amount", "reason")}
+    try:
+        call = refunds.start_refund(g.ctx, payment_id, values)
+    except (ValidationFailed, Conflict) as exc:
+        return _refund_page(payment_id, exc.status, gateway_values=values,
+                            gateway_state={"message": exc.message, "errors": exc.errors})
+    return _refund_outcome(payment_id, refunds.run(g.ctx, call), values)
+
+
+def _refund_outcome(payment_id: int, done: Any, values: dict[str, str] | None = None) -> Any:
+    """Back to the invoice when the gateway refunded; the refund page with the gateway's answer
+    (502: the gateway failed us) when it did not."""
+    from crmcore.payments.gateways import get_gateway
+
+    enabled = get_gateway(g.ctx, done.gateway)
+    name = enabled.gateway.title if enabled is not None else done.gateway
+    if done.status == "failed":
+        message = f"{name} did not refund {service.money_text(done.amount, done.currency)}: {done.error}"
+        if done.retryable:
+            message += " It may have reached the provider: try it again below (it is refunded once)."
+        return _refund_page(payment_id, 502, gateway_values=values or {"amount": "", "reason": ""},
+                            gateway_state={"message": message, "errors": {}})
+    flash(f"{service.money_text(done.amount, done.currency)} refunded through {name}"
+          + (" (pending at the provider)." if done.status == "pending" else "."), "success")
+    return _record_page(_record_of_payment(payment_id))
+
+
+@bp.post("/refunds/<int:request_id>/retry", endpoint="refund_retry")
+def refund_retry(request_id: int) -> Any:
+    payment_id = _payment_of_request(request_id)
+    try:
+        call = refunds.retry_refund(g.ctx, request_id)
+    except (ValidationFailed, Conflict) as exc:
+        return _refund_page(payment_id, exc.status, gateway_state={"message": exc.message, "errors": {}})
+    return _refund_outcome(payment_id, refunds.run(g.ctx, call))
+
+
+@bp.post("/refunds/<int:request_id>/dismiss", endpoint="refund_dismiss")
+def refund_dismiss(request_id: int) -> Any:
+    payment_id = _payment_of_request(request_id)
+    try:
+        refunds.dismiss_refund(g.ctx, request_id)
+    except Conflict as exc:
+        return _refund_page(payment_id, exc.status, gateway_state={"message": exc.message, "errors": {}})
+    flash("Refund dismissed.", "success")
+    return _see("invoicing.refund", payment_id=payment_id)
+
+
+def _payment_of_request(request_id: int) -> int:
+    from crm_invoicing.models import RefundRequest
+    from crmcore.context import get_or_404
+
+    return get_or_404(g.ctx, RefundRequest, request_id, "refund").payment_id
 
 
 @bp.route("/<int:invoice_id>/credit-note", methods=["GET", "POST"], endpoint="credit_note")

@@ -43,6 +43,22 @@ class Payer:
         return self.client.post(f"{path}/{gateway}", data={"csrf_token": self.token, **form})
 
 
+def continue_target(response) -> str:
+    """The provider's address on the page that sends the payer on (HTTP 200, not a redirect:
+    Chromium checks a redirect after a form POST against the form page's form-action): in the
+    meta refresh and in the visible link, escaped; no script."""
+    import html
+
+    assert response.status_code == 200 and "Location" not in response.headers
+    page = response.get_data(as_text=True)
+    refresh = re.search(r'<meta http-equiv="refresh" content="0;url=([^"]+)">', page).group(1)
+    link = re.search(r'<a class="button primary" id="pay-continue" href="([^"]+)"', page).group(1)
+    assert refresh == link and "<script" not in page
+    assert response.headers["Content-Security-Policy"].startswith("default-src 'self'; script-src 'self';")
+    assert response.headers["Referrer-Policy"] == "no-referrer" and response.headers["Cache-Control"] == "no-store"
+    return html.unescape(link)
+
+
 def issue_from_deal(ctx, deal):
     record = service.create_invoice_from_deal(ctx, deal.id, {"lines": [
         {"description": "Printer", "quantity": "2", "unit_price": "400"},
@@ -96,14 +112,15 @@ def test_the_payer_pays_and_returns_the_deal_moves_and_the_hook_runs(inv, app, d
     page = payer.page(path).get_data(as_text=True)
     assert "Pay with TestPay" in page and "1,077.00" in page and "Initech &lt;BV&gt;" in page
     response = payer.pay(path, amount="1.00", currency="USD")  # the form's amount is ignored
-    assert response.status_code == 303
+    target = continue_target(response)
+    assert "Continue to TestPay" in response.get_data(as_text=True)
     (sent,) = gateway.received
     assert sent["json"]["amount"] == 107700 and sent["json"]["currency"] == "EUR"
     (attempt,) = attempts(inv)
     assert sent["headers"]["idempotency-key"] == attempt.idempotency_key
     assert attempt.status == "redirected" and attempt.amount == Decimal("1077.00")
     session_id = attempt.provider_reference
-    assert response.headers["Location"] == f"{gateway.url}/checkout/{session_id}"
+    assert target == f"{gateway.url}/checkout/{session_id}"
     assert sent["json"]["return_url"] == f"https://crm.example.test{path}/return/{attempt.id}"
     gateway.pay(session_id)
     back = payer.client.get(f"{path}/return/{attempt.id}")
@@ -134,8 +151,10 @@ def test_the_attempt_and_its_key_are_committed_before_the_gateway_is_called(inv,
                                           "where idempotency_key = :key"), {"key": key}).one())
 
     gateway.on_session = look
-    assert Payer(app).pay(path).status_code == 303
+    target = continue_target(Payer(app).pay(path))
     assert len(seen) == 1 and seen[0][0] == "created" and Decimal(seen[0][1]) == Decimal("1077.00")
+    (attempt,) = attempts(inv)  # exactly one attempt, the one the gateway was called for
+    assert attempt.status == "redirected" and target.endswith(f"/checkout/{attempt.provider_reference}")
 
 
 @pytest.mark.parametrize("trouble", ["500", "timeout", "401"])
@@ -159,7 +178,7 @@ def test_a_failing_gateway_marks_the_attempt_and_changes_nothing_else(inv, app, 
     assert invoice_state(inv, record.id) == ("active", Decimal("0"), 0)
     gateway.hang = False
     gateway._released.set()
-    assert payer.pay(path).status_code == 303  # trying again works, with a new attempt and key
+    assert continue_target(payer.pay(path))  # trying again works, with a new attempt and key
     keys = [a.idempotency_key for a in attempts(inv)]
     assert len(set(keys)) == 2
 
@@ -293,6 +312,18 @@ def test_a_post_form_redirect_is_rendered_escaped_with_the_provider_allowed(inv,
         assert response.status_code == 200 and f'action="{fake.url}/checkout/' in page
         assert 'name="note" value="&lt;&amp;&gt;"' in page and "data-submit-now" in page
         assert f"form-action 'self' https: {fake.url}" in response.headers["Content-Security-Policy"]
+
+
+def test_the_continue_page_escapes_the_provider_address(inv, app, deal):
+    with installed(inv, url_suffix="?next=a'b\"c<d>&e=1 2") as fake:
+        _record, path = issue_from_deal(inv, deal)
+        response = Payer(app).pay(path)
+        page = response.get_data(as_text=True)
+        target = continue_target(response)
+        assert target.startswith(f"{fake.url}/checkout/") and target.endswith("?next=a%27b%22c%3Cd%3E&e=1%202")
+        assert "<d>" not in page and "a'b" not in page and "&amp;e=1%202" in page
+        (attempt,) = attempts(inv)
+        assert attempt.status == "redirected"
 
 
 def test_the_cancel_page_marks_the_attempt(inv, app, deal, gateway):

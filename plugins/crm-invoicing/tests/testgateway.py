@@ -8,8 +8,13 @@ HTTP through :func:`crmcore.messaging.http.call` to :class:`FakeProvider`, a ser
   ``amount`` in minor units, ``currency``, ``reference``, ``return_url``, ``cancel_url``,
   ``metadata``): 201 ``{"id", "url", "status": "open"}``; the same key gives the same session;
 - ``GET /v1/sessions/<id>``: the session, with ``payment_id`` once paid;
+- ``POST /v1/refunds`` (``Idempotency-Key``; JSON ``payment_id``, ``amount`` in minor units,
+  ``currency``): 201 ``{"id": "re_...", "amount", "currency", "status"}``; the same key gives the
+  same refund, more than is left of the payment is a 400;
 - webhooks are signed ``TestPay-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of "t.body">``
-  with the webhook secret; a timestamp more than 300 s away is refused.
+  with the webhook secret; a timestamp more than 300 s away is refused. ``payment.updated``
+  names the session only: the gateway asks the provider for it (a 5xx there is a
+  TemporaryFailure, as Stripe's ``charge.refunded`` listing the charge's refunds).
 
 Tests script failures (``script(500)``), make it hang (``hang = True``), pay a session as the
 payer would (``pay``) and build signed webhooks (``webhook``).
@@ -43,6 +48,7 @@ from crmcore.payments.gateways import (
     PaymentRequest,
     PaymentSession,
     PermanentFailure,
+    RefundResult,
     ReturnRequest,
     TemporaryFailure,
     WebhookRequest,
@@ -67,6 +73,8 @@ class TestPaySettings(Schema):
     api_key = fields.String(required=True, metadata={"secret": True})
     webhook_secret = fields.String(required=True, metadata={"secret": True})
     redirect_method = fields.String(load_default="GET")
+    #: appended to the payer's address (tests of its escaping)
+    url_suffix = fields.String(load_default="")
 
 
 class TestPay(PaymentGateway):
@@ -90,15 +98,35 @@ class TestPay(PaymentGateway):
         if settings.get("redirect_method") == "POST":
             return PaymentSession(body["id"], redirect_url=body["url"], redirect_method="POST",
                                   redirect_fields={"session": body["id"], "note": "<&>"})
-        return PaymentSession(body["id"], redirect_url=body["url"])
+        return PaymentSession(body["id"], redirect_url=body["url"] + settings.get("url_suffix", ""))
+
+    def refund(self, provider_payment_id: str, amount: Any, currency: str, idempotency_key: str,
+               settings: Any) -> RefundResult:
+        answer = call("POST", f"{settings['api_url']}/v1/refunds", timeout=self.timeout, what="TestPay",
+                      headers={"Authorization": f"Bearer {settings['api_key']}", "Idempotency-Key": idempotency_key},
+                      json={"payment_id": provider_payment_id, "amount": minor_units(amount, currency),
+                            "currency": currency})
+        if answer.status >= 500:
+            raise TemporaryFailure(f"TestPay answered {answer.status}")
+        if answer.status != 201:
+            error = (answer.json() or {}).get("error", "") if answer.body else ""
+            raise PermanentFailure(f"TestPay refused the refund ({answer.status}: {error})")
+        body = answer.json()
+        return RefundResult(body["id"], from_minor_units(int(body["amount"]), body["currency"]), body["status"])
 
     def handle_return(self, request: ReturnRequest, settings: Any) -> list[PaymentEvent]:
-        answer = call("GET", f"{settings['api_url']}/v1/sessions/{request.provider_reference}", timeout=self.timeout,
+        return self._confirm(request.provider_reference, None, settings)
+
+    def _confirm(self, session_id: str, event_id: str | None, settings: Any) -> list[PaymentEvent]:
+        """What the provider says of the session now (a 5xx: TemporaryFailure)."""
+        answer = call("GET", f"{settings['api_url']}/v1/sessions/{session_id}", timeout=self.timeout,
                       what="TestPay", headers={"Authorization": f"Bearer {settings['api_key']}"})
+        if answer.status >= 500:
+            raise TemporaryFailure(f"TestPay answered {answer.status}")
         body = answer.json() or {}
         if answer.status != 200 or body.get("status") != "paid":
             return []
-        return [_event(EventKind.SUCCEEDED, body, None)]
+        return [_event(EventKind.SUCCEEDED, body, event_id)]
 
     def parse_webhook(self, request: WebhookRequest, settings: Any, *, now: dt.datetime | None = None
                       ) -> list[PaymentEvent]:
@@ -118,6 +146,8 @@ class TestPay(PaymentGateway):
             body = json.loads(request.body)
         except ValueError:
             raise InvalidWebhook("not JSON") from None
+        if body.get("type") == "payment.updated":  # names the session only: ask the provider
+            return self._confirm(str((body.get("data") or {}).get("id", "")), body["id"], settings)
         kind = {"payment.succeeded": EventKind.SUCCEEDED, "payment.failed": EventKind.FAILED,
                 "payment.refunded": EventKind.REFUNDED, "payment.pending": EventKind.PENDING}.get(body.get("type"))
         if kind is None:
@@ -143,8 +173,12 @@ class FakeProvider:
     by_key: dict[str, str] = field(default_factory=dict)
     received: list[dict[str, Any]] = field(default_factory=list)
     hang: bool = False
+    refunds: dict[str, dict[str, Any]] = field(default_factory=dict)
+    refunds_by_key: dict[str, str] = field(default_factory=dict)
     #: called in the server's thread with each session request (before it is answered)
     on_session: Callable[[dict[str, Any]], None] | None = None
+    #: called in the server's thread with each refund request (before it is answered)
+    on_refund: Callable[[dict[str, Any]], None] | None = None
     _scripted: list[int] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _released: threading.Event = field(default_factory=threading.Event)
@@ -234,12 +268,13 @@ class FakeProvider:
         with self._lock:
             self.received.append(request)
             scripted = self._scripted.pop(0) if self._scripted else None
-        if self.on_session is not None:
-            self.on_session(request)
+        hook = {"/v1/sessions": self.on_session, "/v1/refunds": self.on_refund}.get(path)
+        if hook is not None:
+            hook(request)
         if self.hang:
             self._released.wait(timeout=30)
             return 0, None
-        if path != "/v1/sessions":
+        if path not in ("/v1/sessions", "/v1/refunds"):
             return 404, {"error": "not found"}
         if not self._authorized(headers):
             return 401, {"error": "unauthorized"}
@@ -248,6 +283,8 @@ class FakeProvider:
         key = lower.get("idempotency-key")
         if not key:
             return 400, {"error": "an Idempotency-Key is required"}
+        if path == "/v1/refunds":
+            return self._refund(key, request["json"])
         with self._lock:
             if key in self.by_key:
                 return 201, dict(self.sessions[self.by_key[key]])
@@ -259,7 +296,29 @@ class FakeProvider:
             self.by_key[key] = session_id
             return 201, dict(session)
 
+    def _refund(self, key: str, body: dict[str, Any]) -> tuple[int, Any]:
+        with self._lock:
+            if key in self.refunds_by_key:
+                return 201, dict(self.refunds[self.refunds_by_key[key]])
+            paid = next((s for s in self.sessions.values() if s.get("payment_id") == body.get("payment_id")), None)
+            if paid is None:
+                return 404, {"error": "no such payment"}
+            left = paid["amount"] - sum(r["amount"] for r in self.refunds.values()
+                                        if r["payment_id"] == paid["payment_id"])
+            amount = int(body.get("amount") or 0)
+            if amount < 1 or amount > left:
+                return 400, {"error": f"amount must be 1 to {left}"}
+            refund = {"id": "re_" + uuid.uuid4().hex[:16], "payment_id": paid["payment_id"], "amount": amount,
+                      "currency": paid["currency"], "status": "succeeded"}
+            self.refunds[refund["id"]] = refund
+            self.refunds_by_key[key] = refund["id"]
+            return 201, dict(refund)
+
     def _get(self, path: str, headers: dict[str, str]) -> tuple[int, Any]:
+        with self._lock:
+            scripted = self._scripted.pop(0) if self._scripted else None
+        if scripted is not None:
+            return scripted, {"error": "scripted"}
         if not self._authorized(headers):
             return 401, {"error": "unauthorized"}
         session_id = path.rsplit("/", 1)[-1]

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from crm_quoting import __version__, expiry, hookspecs
 from crm_quoting.models import QuotingBase
 from crm_quoting.schemas import QuotingSettings
+from crm_quoting.types import QUOTE
 from crmcore import PluginInfo, hookimpl
 from crmcore.outbox.service import register_handler
 from crmcore.tenancy.models import Role
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 PLUGIN = PluginInfo(
     title="Quoting",
     version=__version__,
-    core_api=">=1.1,<2",
+    core_api=">=1.2,<2",
     depends=("catalog",),
     description="Quotes on a deal or for a party: catalog lines at the party's price, versions, a PDF sent "
                 "by email, acceptance that makes a customer, moves the deal and drafts the invoice.",
@@ -84,3 +85,25 @@ def crm_party_panels(ctx: Context, party: Any) -> list[dict[str, Any]] | None:
     from crm_quoting import views
 
     return [{"title": "Quotes", "html": views.party_panel(ctx, party), "order": 35}]
+
+
+@hookimpl
+def crm_record_statuses(ctx: Context, record_type: str, records: list[Any]) -> dict[int, str] | None:
+    """A quote shows its own status instead of the core's "open": draft, sent, accepted,
+    refused, expired (a sent quote past its valid-until day, before the expiry job stored it)
+    or superseded. One query for all the records of a page; another business's are never
+    answered, and a quote record without details yet is a draft."""
+    if record_type != QUOTE.key:
+        return None
+    from sqlalchemy import select
+
+    from crm_quoting.models import Quote, Status
+    from crm_quoting.rules import effective_status, today
+
+    mine = sorted({r.id for r in records if r.type == QUOTE.key and r.business_id == ctx.business_id})
+    if not mine:
+        return {}
+    found = {q.record_id: q for q in ctx.session.scalars(select(Quote).where(Quote.record_id.in_(mine)))}
+    day = today(ctx)
+    return {record_id: effective_status(found[record_id], day) if record_id in found else Status.DRAFT.value
+            for record_id in mine}
