@@ -15,6 +15,11 @@ Precisely, for each line given:
 
 A free line (no product) needs a description and a unit price. A credit (a trade-in) is a
 negative unit price; quantities are always more than 0.
+
+Public through :mod:`crm_quoting.service` for other plugins whose documents have catalog lines
+(orders): :func:`pricing_for`, :func:`price_lines`, :func:`as_input`, :func:`stored_amounts`
+work on any stored line with the attributes of :class:`StoredLine`, not only quote lines, so
+such a document prices its lines by exactly the rule of its quote.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from marshmallow import ValidationError
 
@@ -41,6 +46,26 @@ AMOUNT_LIMIT = Decimal(10) ** 11
 ZERO = Decimal(0)
 
 
+class StoredLine(Protocol):
+    """A line as a document stores it (a quote line, an order line): what the pricing reads of
+    an existing line to decide whether its price stays (see the rule above)."""
+
+    id: int
+    product_id: int | None
+    sku: str | None
+    description: str
+    quantity: Decimal
+    unit: str | None
+    unit_price: Decimal
+    discount_percent: Decimal
+    tax_rate: Decimal
+    price_source: str | None
+    origin: str | None
+    net_amount: Decimal
+    tax_amount: Decimal
+    total_amount: Decimal
+
+
 @dataclass(frozen=True)
 class Pricing:
     """What pricing a quote's lines needs: whom, in what currency, on which day, which rates."""
@@ -50,6 +75,8 @@ class Pricing:
     on: dt.date
     tax_rates: tuple[Decimal, ...]
     default_tax_rate: Decimal
+    #: what errors call the document ("this quote is in EUR", "this order is in EUR")
+    document: str = "quote"
 
 
 @dataclass(frozen=True)
@@ -70,7 +97,18 @@ class PricedLine:
     amounts: LineAmounts
 
 
-def as_input(line: QuoteLine) -> dict[str, Any]:
+def pricing_for(ctx: Context, party_id: int | None, currency: str, on: dt.date, *,
+                document: str = "quote") -> Pricing:
+    """The pricing of a document's lines for ``party_id`` in ``currency`` on day ``on``, with
+    the business's quoting tax rates (the ``tax_rates`` and ``default_tax_rate`` settings);
+    ``document`` is what error messages call it ("order")."""
+    from crm_quoting.rules import settings
+
+    cfg = settings(ctx)
+    return Pricing(party_id, currency, on, cfg.tax_rates, cfg.default_tax_rate, document)
+
+
+def as_input(line: StoredLine) -> dict[str, Any]:
     """A stored line as :func:`price_lines` takes it (unchanged, it stays as it is)."""
     return {"id": line.id, "product_id": line.product_id, "sku": line.sku, "description": line.description,
             "quantity": line.quantity, "unit": line.unit, "unit_price": line.unit_price,
@@ -132,11 +170,13 @@ def _catalog_prices(ctx: Context, pricing: Pricing, wanted: dict[int, dict[str, 
     return products, prices
 
 
-def price_lines(ctx: Context, pricing: Pricing, raw: Sequence[Any], existing: Mapping[int, QuoteLine], *,
+def price_lines(ctx: Context, pricing: Pricing, raw: Sequence[Any], existing: Mapping[int, StoredLine], *,
                 origins: Mapping[int, str] | None = None, field: str = "lines") -> list[PricedLine]:
-    """Validate and price ``raw`` lines (dicts as :class:`LineInput` takes them) of a quote
-    whose current lines are ``existing`` (by id). Raises ValidationFailed naming each bad
-    field (``lines.<index>.<field>``); nothing is written here."""
+    """Validate and price ``raw`` lines (dicts as :class:`LineInput` takes them) of a document
+    whose current lines are ``existing`` (by id; a line given with its ``id`` keeps its price
+    by the rule above). Raises ValidationFailed naming each bad field
+    (``<field>.<index>.<name>``); nothing is written here: the caller stores the
+    :class:`PricedLine` values in its own rows."""
     clean, errors = load_lines(raw, field)
     catalog_lines = {i: line for i, line in clean.items() if line["product_id"] is not None}
     products, prices = _catalog_prices(ctx, pricing, catalog_lines, errors, field) if catalog_lines else ({}, {})
@@ -148,7 +188,7 @@ def price_lines(ctx: Context, pricing: Pricing, raw: Sequence[Any], existing: Ma
         if line["id"] is not None:
             stored = existing.get(line["id"])
             if stored is None or line["id"] in seen_ids:
-                errors[f"{at}.id"] = [f"line {line['id']} is not a line of this quote (or is given twice)"]
+                errors[f"{at}.id"] = [f"line {line['id']} is not a line of this {pricing.document} (or is given twice)"]
                 continue
             seen_ids.add(line["id"])
         origin = stored.origin if stored is not None else (origins or {}).get(index)
@@ -182,7 +222,7 @@ def price_lines(ctx: Context, pricing: Pricing, raw: Sequence[Any], existing: Ma
     return out
 
 
-def _catalog_line(pricing: Pricing, line: dict[str, Any], stored: QuoteLine | None, product: Any, price: Any,
+def _catalog_line(pricing: Pricing, line: dict[str, Any], stored: StoredLine | None, product: Any, price: Any,
                   errors: dict[str, list[str]], at: str) -> tuple[Any, ...] | None:
     if product is None or price is None:
         return None  # the error is written already
@@ -191,7 +231,7 @@ def _catalog_line(pricing: Pricing, line: dict[str, Any], stored: QuoteLine | No
         errors[f"{at}.product_id"] = [f"{product.sku} is no longer sold (inactive in the catalog)"]
         return None
     if price.currency != pricing.currency:
-        errors[f"{at}.product_id"] = [f"{product.sku} is priced in {price.currency}; this quote is in "
+        errors[f"{at}.product_id"] = [f"{product.sku} is priced in {price.currency}; this {pricing.document} is in "
                                       f"{pricing.currency} (prices are never converted)"]
         return None
     given = line["unit_price"]
@@ -251,11 +291,11 @@ def write_lines(ctx: Context, quote_id: int, priced: Sequence[PricedLine], exist
     ctx.session.flush()
 
 
-def stored_amounts(line: QuoteLine) -> LineAmounts:
+def stored_amounts(line: StoredLine) -> LineAmounts:
     """A stored line's amounts (what :func:`crmcore.money.document_totals` sums)."""
     return LineAmounts(net=Decimal(line.net_amount), tax=Decimal(line.tax_amount), total=Decimal(line.total_amount),
                        tax_rate=Decimal(line.tax_rate))
 
 
-__all__ = ["MANUAL_PRICE", "Pricing", "PricedLine", "as_input", "load_lines", "price_lines", "stored_amounts",
-           "write_lines", "ZERO"]
+__all__ = ["MANUAL_PRICE", "Pricing", "PricedLine", "StoredLine", "as_input", "load_lines", "price_lines",
+           "pricing_for", "stored_amounts", "write_lines", "ZERO"]
