@@ -80,6 +80,21 @@ def crm_before_party_save(ctx: Context, party: Party, changes: dict[str, Any], c
 
 
 @hookspec
+def crm_before_record_save(ctx: Context, record: Record, changes: dict[str, Any], created: bool) -> None:
+    """Check a record about to be created or updated through the core's record service (its
+    forms, the API, another plugin).
+
+    Runs inside the transaction after the core's own validation, with the new values applied
+    but not yet written (a new record has no id yet). ``changes`` maps field name to
+    ``[old, new]`` (``[None, value]`` for a new record's given fields); ``created`` is True for a
+    new record. Raise :class:`crmcore.Veto` to refuse the save (the message is shown; nothing is
+    written): a plugin keeps its own record types consistent this way (an issued invoice's party
+    or amount is not edited behind its back). Stage moves have :func:`crm_before_stage_change`.
+    Any other exception is logged against the plugin and ignored. Added in 1.2.
+    """
+
+
+@hookspec
 def crm_before_stage_change(ctx: Context, record: Record, from_stage: Stage | None, to_stage: Stage) -> None:
     """Check a record about to move from ``from_stage`` to ``to_stage``.
 

@@ -94,6 +94,61 @@ def test_hook_crm_before_stage_change(ctx, other_ctx, register_plugin):
     assert all(s[0] != theirs.id for s in seen)
 
 
+def test_hook_crm_before_record_save(ctx, other_ctx, register_plugin, client):
+    from sqlalchemy import func, select
+
+    from crmcore.audit.models import AuditEntry
+    from crmcore.records.models import Record
+
+    seen = []
+
+    class Guard:
+        """Keeps 'locked' deals as they are, and refuses new deals titled 'forbidden'."""
+
+        @hookimpl
+        def crm_before_record_save(self, ctx, record, changes, created):
+            seen.append((record.id, record.title, dict(changes), created))
+            if created and record.title == "forbidden":
+                raise Veto("that title is reserved")
+            if not created and "locked" in changes.get("title", [""])[0]:
+                raise Veto(f"{changes['title'][0]} is locked")
+
+    name = register_plugin(Guard(), enable_for=ctx)
+    deal = records.create_record(ctx, "deal", {"title": "Open one", "amount": "10"})
+    # a new record: no id yet, its given fields as [None, value], the defaults applied
+    assert seen[0][0] is None and seen[0][3] is True
+    assert seen[0][2]["title"] == [None, "Open one"] and seen[0][2]["amount"] == [None, "10"]
+    assert seen[0][2]["type"] == [None, "deal"] and "reference" not in seen[0][2]
+    records.update_record(ctx, deal.id, {"title": "Open one, locked"})
+    assert seen[-1] == (deal.id, "Open one, locked", {"title": ["Open one", "Open one, locked"]}, False)
+    count_before = ctx.session.scalar(select(func.count()).select_from(Record))
+    audits_before = ctx.session.scalar(select(func.count()).select_from(AuditEntry))
+    with pytest.raises(Veto) as exc:
+        records.update_record(ctx, deal.id, {"title": "Renamed", "amount": "99"})
+    assert exc.value.plugin == name and exc.value.message == "Open one, locked is locked"
+    kept = records.get_record(ctx, deal.id)
+    assert (kept.title, kept.amount) == ("Open one, locked", Decimal("10"))
+    with pytest.raises(Veto):
+        records.create_record(ctx, "deal", {"title": "forbidden"})
+    assert ctx.session.scalar(select(func.count()).select_from(Record)) == count_before
+    assert ctx.session.scalar(select(func.count()).select_from(AuditEntry)) == audits_before
+    # an update that changes nothing asks nothing
+    calls = len(seen)
+    records.update_record(ctx, deal.id, {"title": "Open one, locked"})
+    assert len(seen) == calls
+    # the edit form shows the veto and keeps the record as it was
+    response = client.post(f"/records/{deal.id}/edit", data={"title": "From the form"})
+    page = response.get_data(as_text=True)
+    assert response.status_code == 409 and "Open one, locked is locked" in page
+    assert 'value="From the form"' in page  # what the user typed is kept
+    response = client.post("/records/deal/new", data={"title": "forbidden"})
+    assert response.status_code == 409 and "that title is reserved" in response.get_data(as_text=True)
+    assert records.get_record(ctx, deal.id).title == "Open one, locked"
+    # not called in a business that has not enabled the plugin
+    records.create_record(other_ctx, "deal", {"title": "forbidden"})
+    assert all(entry[1] != "forbidden" or entry[3] for entry in seen)
+
+
 def test_hook_crm_after_stage_change(ctx, recorder):
     deal = records.create_record(ctx, "deal", {"title": "x"})
     records.move_stage(ctx, deal.id, _stage(ctx, "Proposal").id)

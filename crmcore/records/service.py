@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.orm import aliased, joinedload, make_transient_to_detached
 
 from crmcore.audit import service as audit
@@ -29,7 +29,7 @@ from crmcore.db import dumps, utcnow
 from crmcore.errors import Conflict, NotFound, ValidationFailed
 from crmcore.fields.models import FieldDefinition
 from crmcore.lists.models import ChoiceOption
-from crmcore.paging import Page, capped_count, clamp_limit, keyset_page
+from crmcore.paging import CappedCount, Page, capped_count, clamp_limit, keyset_page
 from crmcore.parties.models import Contact, Party
 from crmcore.pipelines import rules
 from crmcore.pipelines.models import Pipeline, Stage, StageChange
@@ -450,6 +450,11 @@ def create_record(ctx: Context, record_type: str, data: Mapping[str, Any], *, so
     return _insert(ctx, rtype, values, source=source, link_kind=link_kind, defaulted=set(defaults))
 
 
+#: the fields ``crm_before_record_save`` reports for a new record (those a create may set)
+SAVED_FIELDS = ("type", "title", "description", "party_id", "contact_id", "owner_id", "amount", "currency",
+                "expected_close_date", "pipeline_id", "stage_id", "proposed_solution", "custom")
+
+
 def _insert(ctx: Context, rtype: RecordType, values: dict[str, Any], *, source: Record | None,
             link_kind: str, defaulted: set[str]) -> Record:
     _drop_unfit_defaults(ctx, values, defaulted)
@@ -490,6 +495,10 @@ def _insert(ctx: Context, rtype: RecordType, values: dict[str, Any], *, source: 
         custom=custom,
         created_by_id=ctx.user_id,
     )
+    if ctx.wants("crm_before_record_save"):
+        ctx.validate("crm_before_record_save", record=record, created=True, changes={
+            field: [None, _jsonable(getattr(record, field))] for field in SAVED_FIELDS
+            if getattr(record, field) not in (None, {})})
     record.reference = None if rtype.deferred_reference else _reference(ctx, rtype)
     ctx.session.add(record)
     ctx.session.flush()
@@ -608,6 +617,7 @@ def update_record(ctx: Context, record_id: int, data: Mapping[str, Any]) -> Reco
             setattr(record, field, new)
     if not changes:
         return record
+    ctx.validate("crm_before_record_save", record=record, changes=changes, created=False)
     ctx.session.flush()
     audit.record(ctx, "record.updated", record, changes=changes)
     from crmcore.timeline.service import log_event
@@ -778,8 +788,10 @@ def record_panels(ctx: Context, record_id: int) -> list[dict[str, Any]]:
 
 @use_case(Role.READ_ONLY, write=False)
 def list_records(ctx: Context, *, record_type: str | None = None, filters: Mapping[str, Any] | None = None,
-                 cursor: str | None = None, limit: int | None = 50, sort: str = "-created") -> Page[Record]:
-    """One keyset page of records (not archived unless ``include_archived``) with a capped total;
+                 cursor: str | None = None, limit: int | None = 50, sort: str = "-created",
+                 with_count: bool = True) -> Page[Record]:
+    """One keyset page of records (not archived unless ``include_archived``) with a capped total
+    (``with_count=False``: no total, for a page that fetches :func:`count_records` afterwards);
     ``extra["parties"]`` maps the page's party ids to their parties (one query).
 
     ``filters``: ``status``, ``pipeline_id``, ``stage_id``, ``party_id``, ``contact_id``,
@@ -788,6 +800,28 @@ def list_records(ctx: Context, *, record_type: str | None = None, filters: Mappi
     """
     if sort not in SORTS:
         raise ValidationFailed("unknown sort", {"sort": [f"use one of {', '.join(SORTS)}"]})
+    stmt = _records_stmt(ctx, record_type, filters)
+    column, descending = SORTS[sort]
+    order = [getattr(Record, column)] + ([Record.id] if column != "id" else [])
+    page = keyset_page(ctx.session, stmt, order, cursor=cursor, limit=limit, descending=descending)
+    if with_count:
+        page.total = capped_count(ctx.session, stmt)
+    party_ids = {r.party_id for r in page.items if r.party_id is not None}
+    page.extra["parties"] = ({p.id: p for p in ctx.session.scalars(select(Party).where(Party.id.in_(party_ids)))}
+                             if party_ids else {})
+    return page
+
+
+@use_case(Role.READ_ONLY, write=False)
+def count_records(ctx: Context, *, record_type: str | None = None,
+                  filters: Mapping[str, Any] | None = None) -> CappedCount:
+    """How many records match ``filters`` (as :func:`list_records` takes them), capped: what a
+    list page shows after its rows, since counting is most of a filtered page's cost."""
+    return capped_count(ctx.session, _records_stmt(ctx, record_type, filters))
+
+
+def _records_stmt(ctx: Context, record_type: str | None, filters: Mapping[str, Any] | None) -> Select[Any]:
+    """The filtered select of :func:`list_records` and :func:`count_records` (no order, no limit)."""
     clean = load(RecordFilterSchema(), filters or {}, "invalid filters")
     stmt = select(Record)
     if record_type is not None:
@@ -809,14 +843,7 @@ def list_records(ctx: Context, *, record_type: str | None = None, filters: Mappi
 
         for key, value in clean["custom"].items():
             stmt = stmt.where(custom_filter(ctx, _custom_target(record_type), Record.custom, key, value))
-    column, descending = SORTS[sort]
-    order = [getattr(Record, column)] + ([Record.id] if column != "id" else [])
-    page = keyset_page(ctx.session, stmt, order, cursor=cursor, limit=limit, descending=descending)
-    page.total = capped_count(ctx.session, stmt)
-    party_ids = {r.party_id for r in page.items if r.party_id is not None}
-    page.extra["parties"] = ({p.id: p for p in ctx.session.scalars(select(Party).where(Party.id.in_(party_ids)))}
-                             if party_ids else {})
-    return page
+    return stmt
 
 
 def _escape_like(text: str) -> str:

@@ -21,7 +21,7 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.routing import BuildError
 
 from crmcore.db import utcnow
-from crmcore.errors import CrmError, NotFound, ValidationFailed
+from crmcore.errors import CrmError, NotFound, ValidationFailed, Veto
 from crmcore.fields.service import list_fields, render_inputs, render_values
 from crmcore.lists.service import list_options
 from crmcore.parties.contacts import list_contacts
@@ -412,11 +412,13 @@ def new(record_type: str) -> Any:
         data = {**record_input(request.form, definitions), **_placement(request.form, pipelines)}
         try:
             record = records.create_record(g.ctx, rtype.key, data, source_id=source_id)
-        except ValidationFailed as exc:
-            errors, message = exc.errors, exc.message
+        except (ValidationFailed, Veto) as exc:
+            # a plugin's veto (crm_before_record_save) is shown like a validation error: the
+            # form again, with what the user typed
+            errors, message = exc.errors or {}, exc.message
             values = {k: v for k, v in request.form.items() if not k.startswith("custom.")}
             custom_values = data.get("custom")
-            status = 422
+            status = exc.status
         else:
             flash(f"{rtype.label} created.", "success")
             return _see("records.detail", record_id=record.id)
@@ -453,8 +455,8 @@ def edit(record_id: int) -> Any:
         data = record_input(request.form, definitions)
         try:
             records.update_record(g.ctx, record_id, data)
-        except ValidationFailed as exc:
-            errors, message, status = exc.errors, exc.message, 422
+        except (ValidationFailed, Veto) as exc:
+            errors, message, status = exc.errors or {}, exc.message, exc.status
             values = {k: v for k, v in request.form.items() if not k.startswith("custom.")}
             custom_values = data.get("custom")
         else:
