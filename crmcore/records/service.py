@@ -630,6 +630,29 @@ def update_record(ctx: Context, record_id: int, data: Mapping[str, Any]) -> Reco
 
 
 @use_case(Role.MEMBER)
+def link_records(ctx: Context, from_id: int, to_id: int, kind: str = "related") -> RecordLink:
+    """Link ``from_id`` to ``to_id`` (shown on both records' pages): a plugin links an order
+    from its deal as well as from its quote. Linking again returns the existing link; both
+    records must be of this business and differ; ``kind`` is one of ``LINK_KINDS``."""
+    if kind not in LINK_KINDS:
+        raise ValidationFailed("unknown link kind", {"kind": [f"use one of {', '.join(LINK_KINDS)}"]})
+    source = _record(ctx, _int_id(from_id, "from_id"), what="record to link from")
+    target = _record(ctx, _int_id(to_id, "to_id"), what="record to link to")
+    if source.id == target.id:
+        raise ValidationFailed("a record cannot be linked to itself", {"to_id": ["choose another record"]})
+    _writable(ctx, source)
+    found = ctx.session.scalar(select(RecordLink).where(
+        RecordLink.from_record_id == source.id, RecordLink.to_record_id == target.id, RecordLink.kind == kind))
+    if found is not None:
+        return found
+    link = RecordLink(from_record_id=source.id, to_record_id=target.id, kind=kind)
+    ctx.session.add(link)
+    ctx.session.flush()
+    audit.record(ctx, "record.linked", source, changes={"to_id": target.id, "kind": kind})
+    return link
+
+
+@use_case(Role.MEMBER)
 def archive_record(ctx: Context, record_id: int) -> Record:
     """Hide a record from lists and boards (kept, with its history; restore brings it back)."""
     record = _record(ctx, record_id, lock=True)
