@@ -25,6 +25,7 @@ from crmcore.parties.models import PARTY_KINDS
 from crmcore.parties.schemas import SORTS
 from crmcore.tenancy.models import Role
 from crmcore.tenancy.service import list_members
+from crmcore.web.counts import count_answer
 
 bp = Blueprint("parties", __name__, url_prefix="/parties", template_folder="templates")
 contacts_bp = Blueprint("contacts", __name__, url_prefix="/contacts", template_folder="templates")
@@ -192,8 +193,7 @@ def count() -> Any:
     "text"}``, fetched by the list page after it is shown."""
     ctx = g.ctx
     filters = _filter_input(request.args, plain(list_fields(ctx, "party")))
-    total = parties.count_parties(ctx, filters)
-    return {"count": total.value, "capped": total.capped, "text": f"{total} found"}
+    return count_answer(parties.count_parties(ctx, filters))
 
 
 #: filter controls of custom-field types that are not text inputs

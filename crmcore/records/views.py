@@ -32,6 +32,7 @@ from crmcore.records.statuses import record_statuses, shown_status
 from crmcore.records.types import RecordType, record_types
 from crmcore.tenancy.models import Role
 from crmcore.tenancy.service import list_members
+from crmcore.web.counts import count_answer
 
 bp = Blueprint("records", __name__, url_prefix="/records", template_folder="templates")
 
@@ -327,8 +328,9 @@ def _list_filters(rtype: RecordType, definitions: list[dict[str, Any]]) -> dict[
 
 @bp.get("/<record_type>/", endpoint="list")
 def list_page(record_type: str) -> Any:
-    """Records of one type: filters (status, pipeline, stage, owner, party, title, custom fields),
-    keyset pages and a capped count."""
+    """Records of one type: filters (status, pipeline, stage, owner, party, title, custom fields)
+    and keyset pages. The page does not wait for its capped count: crm.js fills it in from
+    :func:`count` (``?count=1`` puts it in the page for a browser without JavaScript)."""
     rtype = _type(record_type)
     definitions = _definitions(rtype.key)
     pipelines = _pipelines(rtype.key) if rtype.has_pipeline else []
@@ -340,7 +342,8 @@ def list_page(record_type: str) -> Any:
     try:
         page = records.list_records(g.ctx, record_type=rtype.key, filters=filters,
                                     cursor=_blank(request.args.get("cursor")),
-                                    limit=_blank(request.args.get("limit")))
+                                    limit=_blank(request.args.get("limit")),
+                                    with_count=request.args.get("count") == "1")
     except ValidationFailed as exc:
         error, page = exc, None
     rows = []
@@ -354,13 +357,33 @@ def list_page(record_type: str) -> Any:
             "stage": stage_names.get(r.stage_id), "owner": owners.get(r.owner_id), "amount": r.amount,
             "currency": r.currency, "expected_close_date": r.expected_close_date, "updated_at": r.updated_at,
         } for r in page.items]
-    filter_values = {k: v for k, v in request.args.items() if k not in ("cursor", "limit") and v != ""}
+    filter_values = {k: v for k, v in request.args.items() if k not in ("cursor", "limit", "count") and v != ""}
     return render_template(
         "records/list.html", rtype=rtype, rows=rows, page=page, pipelines=pipelines, definitions=definitions,
         pipeline_options=[(p["id"], p["name"]) for p in pipelines],
         owner_options=[(m["id"], m["name"]) for m in members], values=filter_values, error=error,
         errors=flat_errors(error.errors) if error else {},
+        count_url=url_for("records.count", record_type=rtype.key, **_count_args()),
     ), (422 if error else 200)
+
+
+def _count_args() -> dict[str, list[str]]:
+    """The list's query arguments that choose rows (not the page, its size or ``count``)."""
+    return {k: v for k, v in request.args.to_dict(flat=False).items() if k not in ("cursor", "limit", "count")}
+
+
+@bp.get("/<record_type>/count")
+def count(record_type: str) -> Any:
+    """How many records of the list's filters there are, capped (``{"count", "capped",
+    "text"}``, the parties' shape): fetched by the list page after it is shown. Bad filters are
+    a 422 naming the field, like the page."""
+    rtype = _type(record_type)
+    filters = _list_filters(rtype, _definitions(rtype.key))
+    try:
+        total = records.count_records(g.ctx, record_type=rtype.key, filters=filters)
+    except ValidationFailed as exc:  # named as the query argument: custom.<key>, not {"custom": ...}
+        raise ValidationFailed(exc.message, flat_errors(exc.errors)) from None
+    return count_answer(total)
 
 
 # ---------------------------------------------------------------------------------------------

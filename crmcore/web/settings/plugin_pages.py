@@ -76,12 +76,17 @@ def _toggle(name: str, action: Any, what: str) -> Any:
 @bp.post("/plugins/<name>/settings")
 def save_plugin_settings(name: str) -> Any:
     controls, _error = _controls(name)
-    data = schema_form.read_form(controls, request.form)
+    # lists the form cannot carry keep what is stored (read only when the schema has one)
+    stored = (plugin_service.get_settings(g.ctx, name)
+              if any(c.kind == "unsupported" for c in controls) else None)
+    data = schema_form.read_form(controls, request.form, stored)
     try:
         plugin_service.save_settings(g.ctx, name, data)
     except (ValidationFailed, Conflict, Veto) as exc:
-        # what was typed is shown again, except secrets (the service's messages never echo them)
-        state = {"message": exc.message, "errors": flat_errors(exc.errors),
+        # what was typed is shown again, except secrets (the service's messages never echo them);
+        # a list item's error names the line it was typed on
+        errors = schema_form.item_errors(controls, request.form, exc.errors or {})
+        state = {"message": exc.message, "errors": flat_errors(errors),
                  "typed": schema_form.typed_values(controls, request.form)}
         return plugins_page(exc.status, {f"settings-{name}": state})
     flash(f"Settings of {name} saved.", "success")
