@@ -282,3 +282,18 @@ def test_any_secret_round_trips_and_never_appears_in_the_row(register_plugin, ct
     assert list(raw["token"]) == ["$enc"]
     if len(secret) >= 12:  # a short one may turn up in the ciphertext's base64 by chance
         assert secret not in raw["token"]["$enc"]
+
+
+@pytest.mark.parametrize("field", [ma.fields.List(ma.fields.String(), metadata={"secret": True}),
+                                   ma.fields.Integer(metadata={"secret": True}),
+                                   ma.fields.Dict(metadata={"secret": True})])
+def test_a_secret_that_is_not_a_string_is_refused_at_load(crm, field):
+    """A secret is stored as one encrypted string: a list marked secret would come back as the
+    text "['a', 'b']", so the plugin is refused when it registers, naming the field."""
+    from crmcore.plugins.manager import PluginLoadError
+
+    schema = ma.Schema.from_dict({"keys": field})
+    with pytest.raises(PluginLoadError) as exc:
+        crm.registry.register("secret-list", Gateway(), info=PluginInfo(title="Bad", settings_schema=schema))
+    assert "'keys' is marked secret" in str(exc.value) and "must be a marshmallow String" in str(exc.value)
+    assert "secret-list" not in crm.registry.plugins

@@ -222,6 +222,10 @@ class PluginRegistry:
                 problems.append(f"needs core API {info.core_api}, this core provides {HOOK_API_VERSION}")
         except InvalidSpecifier:
             problems.append(f"core_api {info.core_api!r} is not a valid version specifier")
+        if info.settings_schema is not None:
+            from crmcore.plugins.settings import secret_problems
+
+            problems.extend(secret_problems(info.settings_schema))
         for attr in dir(obj):
             opts = self.pm.parse_hookimpl_opts(obj, attr)
             if opts is None:

@@ -44,6 +44,15 @@ def settings_schema(ctx_or_registry: Any, plugin: str) -> type[ma.Schema] | None
     return loaded.info.settings_schema
 
 
+def secret_problems(schema: type[ma.Schema]) -> list[str]:
+    """Secret fields that are not strings: a secret is stored as one encrypted string, so a list
+    or a number marked secret would come back as the text of its Python value."""
+    return [f"settings field {name!r} is marked secret but is a {type(field).__name__}; a secret must be a "
+            "marshmallow String (declare one String per secret)"
+            for name, field in schema().fields.items()
+            if field.metadata.get("secret") and not isinstance(field, ma.fields.String)]
+
+
 def secret_fields(schema: type[ma.Schema]) -> set[str]:
     """Keys (as given in input, i.e. ``data_key`` where set) of the fields marked secret."""
     return {field.data_key or name for name, field in schema().fields.items() if field.metadata.get("secret")}
