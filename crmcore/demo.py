@@ -1,17 +1,26 @@
 """The demo business: an equipment dealer with realistic parties, deals in every stage, notes,
-reminders and custom fields. Built only through the public services, like any intake path."""
+reminders and custom fields. Built only through the public services, like any intake path.
+
+Then every installed plugin that needs no settings is enabled for it, and each adds its own
+demo data through the hook ``crm_seed_demo`` (the core knows none of them)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import random
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from crmcore.errors import NotFound
+from crmcore.context import use_case
+from crmcore.errors import CrmError, NotFound, ValidationFailed
+from crmcore.tenancy.models import Role
 
 if TYPE_CHECKING:
+    from crmcore.context import Context
     from crmcore.runtime import Crm
+
+log = logging.getLogger("crmcore.demo")
 
 DEMO_SLUG = "demo"
 DEMO_OWNER = "demo@example.com"
@@ -61,13 +70,91 @@ def seed_demo(crm: Crm, *, parties: int = 60, seed: int = 7) -> list[str]:
         from crmcore.messaging.service import seed_default_templates
 
         counts["message templates"] = len(seed_default_templates(owner_ctx))
+        plugin_lines = seed_plugins(owner_ctx)
     finally:
         owner_ctx.close()
     return [
         f"created demo business {business.slug!r} ({business.name})",
         *(f"  {n} {what}" for what, n in counts.items()),
+        *plugin_lines,
         f"login: {DEMO_OWNER} / {DEMO_PASSWORD} (sales reps: {', '.join(e for e, _ in REPS)}, same password)",
     ]
+
+
+def seed_plugins(ctx: Context) -> list[str]:
+    """Enable the installed plugins that need no settings, then let each add its demo data
+    (hook ``crm_seed_demo``); returns lines to print. The core's own plugins are left as they
+    are, so with none installed this adds nothing and prints nothing."""
+    enabled, left_off = _enable_plugins(ctx)
+    lines = []
+    if enabled:
+        lines.append(f"plugins enabled: {', '.join(enabled)}")
+    if left_off:
+        lines.append("plugins left off (enable them with their settings under Settings, Plugins): "
+                     + "; ".join(f"{name} ({why})" for name, why in left_off))
+    seeded, failed = _call_seed_hooks(ctx)
+    lines += [f"  {name}: {line}" for name, line in seeded]
+    if failed:
+        lines.append("demo data failed (rolled back, details in the log): "
+                     + "; ".join(f"{name} ({why})" for name, why in failed))
+    return lines
+
+
+def _enable_plugins(ctx: Context) -> tuple[list[str], list[tuple[str, str]]]:
+    """Enable every loaded plugin that is not the core's, in dependency order (the registry's).
+    One that needs settings it lacks (credentials), or depends on a plugin left off, is skipped
+    with the reason; nothing stops the demo."""
+    from crmcore.plugins.service import enable_plugin
+
+    enabled: list[str] = []
+    left_off: list[tuple[str, str]] = []
+    for name, plugin in list(ctx.crm.registry.plugins.items()):
+        if plugin.source == "core":
+            continue
+        try:
+            enable_plugin(ctx, name)
+        except ValidationFailed as exc:
+            left_off.append((name, "needs " + ", ".join(sorted(exc.errors)) if exc.errors else exc.message))
+        except CrmError as exc:
+            left_off.append((name, exc.message))
+        except Exception as exc:  # a broken plugin must not break the demo
+            log.exception("enabling plugin %s for the demo failed", name)
+            left_off.append((name, f"{type(exc).__name__}: {exc}"))
+        else:
+            enabled.append(name)
+    return enabled, left_off
+
+
+def _call_seed_hooks(ctx: Context) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """Call ``crm_seed_demo`` of each enabled plugin in dependency order (``tryfirst`` ones
+    first, ``trylast`` ones last), each in a transaction of its own: a plugin that raises has
+    its data rolled back, is recorded like any failing hook, and the others go on."""
+    from crmcore.plugins.calls import _record_failure
+
+    position = {name: i for i, name in enumerate(ctx.crm.registry.plugins)}
+
+    def order(impl: Any) -> tuple[int, int]:
+        return (0 if impl.tryfirst else 2 if impl.trylast else 1, position.get(impl.plugin_name, len(position)))
+
+    seeded: list[tuple[str, str]] = []
+    failed: list[tuple[str, str]] = []
+    for impl in sorted(ctx.hooks.crm_seed_demo.get_hookimpls(), key=order):
+        try:
+            result = _seed_one(ctx, impl)
+        except Exception as exc:  # one plugin's failure is its own
+            _record_failure(ctx, "crm_seed_demo", impl.plugin_name, exc)
+            failed.append((impl.plugin_name, f"{type(exc).__name__}: {exc}"))
+            continue
+        if isinstance(result, str):
+            result = [result]
+        seeded += [(impl.plugin_name, str(line)) for line in result or ()]
+    return seeded, failed
+
+
+@use_case(Role.OWNER)
+def _seed_one(ctx: Context, impl: Any) -> Any:
+    """One plugin's demo data, in one transaction (the services it calls join it)."""
+    return impl.function(*[ctx for _ in impl.argnames])
 
 
 def _seed_data(ctx, rep_ids: list[int], n_parties: int, rng: random.Random) -> dict[str, int]:

@@ -7,6 +7,7 @@ checked by ``tests/test_docs.py``). Names say the kind of hook:
 kind                      name form                           semantics
 ========================  ==================================  ============================================
 provide                   ``crm_register_*``, ``crm_*_types``  install-wide; return contributions
+                          ``crm_seed_demo``                   tenant-scoped: the demo business's data
 validate                  ``crm_before_*``                    inside the write's transaction; may raise
                                                               :class:`crmcore.Veto`
 default                   ``crm_*_defaults``                  when a create starts; return values to prefill
@@ -60,6 +61,21 @@ def crm_settings_schema() -> type | None:
     ``metadata={"secret": True}`` are encrypted at rest and never rendered back. Returning ``None``
     means "no settings". ``PluginInfo.settings_schema`` is the declarative alternative; when both
     are present the hook wins. Added in 1.0.
+    """
+
+
+@hookspec
+def crm_seed_demo(ctx: Context) -> list[str] | None:
+    """Add a little realistic data of the plugin to the demo business ``ctx.business``.
+
+    Called once, when ``crm demo`` creates the demo business (never again for it, so it need not
+    look for its own earlier data): after the core's data (parties, contacts, deals in every
+    stage, leads) and after every installed plugin that needs no settings was enabled there, for
+    each enabled implementer in dependency order (after the plugins it depends on; one marked
+    ``@hookimpl(trylast=True)`` after the others). Create the data through public services,
+    yours and those of the plugins you use; each plugin's call is one transaction, so an
+    exception rolls back that plugin's data alone, is logged and printed, and the demo goes on.
+    Return lines to print (``["12 products"]``) or None. Added in 1.2.
     """
 
 

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 PLUGIN = PluginInfo(
     title="Catalog",
     version=__version__,
-    core_api=">=1.1,<2",
+    core_api=">=1.2,<2",
     description="Products and services, price lists, per-customer special prices and part numbers, "
                 "and a price & availability inquiry on the party's page.",
     migrations="crm_catalog.migrations",
@@ -65,3 +65,12 @@ def crm_party_panels(ctx: Context, party: Any) -> list[dict[str, Any]] | None:
 def crm_before_party_merge(ctx: Context, kept: Any, duplicate: Any) -> None:
     """validate: in the merge's transaction, the duplicate's catalog rows move to the kept party."""
     customers.move_party_rows(ctx, duplicate.id, kept.id)
+
+
+@hookimpl
+def crm_seed_demo(ctx: Context) -> list[str]:
+    """``crm demo``: the dealer's machines, attachments and services, a fleet price list, and a
+    customer's special price and part number (:mod:`crm_catalog.demo`)."""
+    from crm_catalog import demo
+
+    return demo.seed(ctx)

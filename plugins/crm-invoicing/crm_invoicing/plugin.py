@@ -3,7 +3,8 @@
 Staff pages are a blueprint under ``/invoicing`` (404 where the plugin is off); the payment
 pages and the gateways' webhooks are a public blueprint (``/pay/...``, ``/hooks/payments/...``)
 that opens the business named by the URL. The invoice record's page, a deal's page and a
-party's sheet get panels.
+party's sheet get panels; ``crm_before_record_save`` (contract 1.2) keeps the core's record forms
+from changing an issued document.
 """
 
 from __future__ import annotations
@@ -98,3 +99,22 @@ def crm_record_statuses(ctx: Context, record_type: str, records: list[Record]) -
     if record_type not in TYPES:
         return None
     return service.record_statuses(ctx, [r for r in records if r.type == record_type])
+
+
+@hookimpl
+def crm_before_record_save(ctx: Context, record: Record, changes: dict[str, Any], created: bool) -> None:
+    """The core's forms, API and other plugins may not change whom an issued invoice bills or
+    what it is for, nor make a credit note without its invoice (:mod:`crm_invoicing.guard`;
+    raises Veto). Drafts stay free."""
+    from crm_invoicing.guard import check_save
+
+    check_save(ctx, record, changes, created)
+
+
+@hookimpl(trylast=True)
+def crm_seed_demo(ctx: Context) -> list[str]:
+    """``crm demo``: an invoice issued from the quote quoting's demo accepted, one partly paid by
+    bank transfer, a draft (:mod:`crm_invoicing.demo`). ``trylast``: after quoting's demo."""
+    from crm_invoicing import demo
+
+    return demo.seed(ctx)

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 PLUGIN = PluginInfo(
     title="Mass mail",
     version=__version__,
-    core_api=">=1.0,<2",
+    core_api=">=1.2,<2",
     description="Email campaigns to a saved party filter, throttled, through the outbox, with per-recipient status.",
     migrations="crm_mass_mail.migrations",
     metadata=MassMailBase.metadata,
@@ -37,6 +37,20 @@ PLUGIN = PluginInfo(
 )
 
 register_handler(service.BATCH_KIND, service.run_batch, timeout=service.JOB_TIMEOUT, replace=True)
+
+#: ``crm demo``'s newsletter template and its draft campaign to the parties tagged "newsletter"
+DEMO_TEMPLATE = {
+    "key": "newsletter", "name": "Newsletter",
+    "subject": "{{ campaign }}: {{ business.name }}",
+    "body_text": "Hello {{ party.name }},\n\nour spring service days are here: a free 30-point check of "
+                 "every machine you bring to the yard in April, and 10 % off wear parts fitted that day.\n\n"
+                 "{{ business.name }}\nUnsubscribe: {{ unsubscribe_url }}\n",
+    "body_html": "<p>Hello {{ party.name }},</p><p>our spring service days are here: a free 30-point check of "
+                 "every machine you bring to the yard in April, and 10 % off wear parts fitted that day.</p>"
+                 "<p>{{ business.name }} · <a href=\"{{ unsubscribe_url }}\">Unsubscribe</a></p>",
+}
+DEMO_CAMPAIGN = {"name": "Spring service days", "template_key": "newsletter", "throttle": 60,
+                 "audience": {"tag": "newsletter"}}
 
 
 @hookimpl
@@ -58,3 +72,14 @@ def crm_admin_menu(ctx: Context) -> list[dict[str, Any]]:
     if ctx is None or not ctx.role.allows(Role.MEMBER):
         return []
     return [{"label": "Mass mail", "endpoint": "mass_mail.campaigns", "order": 72, "section": "main"}]
+
+
+@hookimpl
+def crm_seed_demo(ctx: Context) -> list[str]:
+    """``crm demo``: a newsletter template and a draft campaign to the parties tagged
+    "newsletter" (not started: the demo sends no email)."""
+    from crmcore.messaging.service import create_template
+
+    create_template(ctx, DEMO_TEMPLATE)
+    campaign = service.create_campaign(ctx, DEMO_CAMPAIGN)
+    return [f"draft campaign {campaign.name!r} to the parties tagged newsletter"]

@@ -7,6 +7,7 @@ Internal: import the use cases from :mod:`crm_orders.service`.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Mapping
 from decimal import Decimal
@@ -244,6 +245,9 @@ def create_order_from_quote(ctx: Context, quote_id: int) -> Record:
                   total_amount=Decimal(0))
     ctx.session.add(order)
     ctx.session.flush()
+    if quote.deal_id is not None:  # the deal's page lists its orders too (unless it is archived)
+        with contextlib.suppress(NotFound, Conflict):
+            records.link_records(ctx, quote.deal_id, record.id, LINK_KIND)
     for position, line in enumerate(view.lines, start=1):
         ctx.session.add(OrderLine(
             order_id=order.id, position=position, product_id=line.product_id, sku=line.sku,

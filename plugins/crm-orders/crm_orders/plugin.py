@@ -5,7 +5,8 @@ Orders are core records of types ``sales_order`` and ``loaner_order`` (entry poi
 order's page, an "Order" panel on quotes (the order of an accepted quote, or "Create order"),
 "Orders" panels on deals and parties, the lookup and forms under ``/orders`` (404 where the
 plugin is off), the status the core shows for its records (``crm_record_statuses``, contract
-1.2), and makes the order of an accepted quote (``crm_after_quote_accepted``, raised by
+1.2), keeps the core's record forms from changing what an order says (``crm_before_record_save``,
+contract 1.2), and makes the order of an accepted quote (``crm_after_quote_accepted``, raised by
 quoting, hence ``depends=("quoting",)``).
 """
 
@@ -99,9 +100,28 @@ def crm_record_statuses(ctx: Context, record_type: str, records: Sequence[Record
 
 
 @hookimpl
+def crm_before_record_save(ctx: Context, record: Record, changes: dict[str, Any], created: bool) -> None:
+    """The core's forms, API and other plugins may not change what an order says behind its
+    back: its amount and currency follow its lines, its party stays, a locked order keeps its
+    title and contact too (:mod:`crm_orders.guard`; raises Veto)."""
+    from crm_orders.guard import check_save
+
+    check_save(ctx, record, changes, created)
+
+
+@hookimpl
 def crm_after_quote_accepted(ctx: Context, quote: Record) -> None:
     """An accepted quote becomes a sales order (with the ``order_on_accept`` setting). From the
     outbox, perhaps twice: a quote has at most one order."""
     from crm_orders.creating import order_on_accept
 
     order_on_accept(ctx, quote)
+
+
+@hookimpl
+def crm_seed_demo(ctx: Context) -> list[str]:
+    """``crm demo``: the orders of quoting's accepted demo quotes (the first fulfilled and
+    invoiced where invoicing is on) and an overdue loaner (:mod:`crm_orders.demo`)."""
+    from crm_orders import demo
+
+    return demo.seed(ctx)

@@ -43,10 +43,10 @@ def other_o(other_ctx):
 
 @pytest.fixture
 def inv(o):
-    """Invoicing enabled too (rates 0, 9, 21); quotes no longer draft invoices on acceptance
+    """Invoicing enabled too (rates 0, 9, 21). Quoting's ``invoice_on_accept`` stays on (its
+    default): with orders' ``order_on_accept`` on, an accepted quote drafts no invoice of its own
     (the order is what gets invoiced)."""
     enable_plugin(o, "invoicing")
-    quoting.save_settings(o, {"invoice_on_accept": False})
     return o
 
 

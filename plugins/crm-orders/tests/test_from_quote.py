@@ -1,7 +1,7 @@
 """An accepted quote becomes a sales order: through quoting's react hook
 (``crm_after_quote_accepted``, which may run twice: one order), or with "Create order". The
 order takes the quote's party, contact, addresses, currency and lines with identical amounts, is
-linked from the quote and belongs to its deal."""
+linked from the quote and from its deal."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def test_accepting_a_quote_makes_its_order(o):
     assert [ln.source_quote_line_id for ln in view.lines] == [ln.id for ln in q.lines]
     assert view.totals == q.totals and view.order.total_amount == q.quote.total_amount
     links = records.record_details(o, order_record.id)["links_in"]
-    assert [(link["kind"], link["record"].id) for link in links] == [("order", quote.id)]
+    assert [(link["kind"], link["record"].id) for link in links] == [("order", quote.id), ("order", deal.id)]
     assert [s.record_id for s in service.orders_for_deal(o, deal.id)] == [order_record.id]
     assert view.status == "open" and not view.locked  # an order from a quote can still be completed
 

@@ -5,6 +5,9 @@ plugin vetoes the deal's move, the invoice's tax rates are not invoicing's) is r
 alone, noted on the quote's timeline and returned in :attr:`Acceptance.problems`; the
 acceptance and the other effects stand. Accepting happens once (the status is checked under a
 lock), so the effects happen once.
+
+Where the orders plugin makes the quote's sales order (``order_on_accept``), the invoice draft
+is left out: the order is invoiced, once.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from marshmallow import ValidationError, fields
 
 from crm_quoting.models import Quote
 from crmcore.errors import CrmError
@@ -27,6 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("crm_quoting")
 
 INVOICING = "invoicing"
+ORDERS = "orders"
 
 
 def _attempt(ctx: Context, record: Record, what: str, fn: Callable[[], Any], problems: list[str]) -> Any:
@@ -62,9 +68,32 @@ def apply_effects(ctx: Context, record: Record, quote: Quote, cfg: Settings) -> 
     if quote.deal_id is not None and cfg.accepted_stage_id is not None:
         result.deal_moved_to = _move_deal(ctx, record, quote.deal_id, cfg.accepted_stage_id, problems)
     if cfg.invoice_on_accept and ctx.is_enabled(INVOICING):
-        invoice = _attempt(ctx, record, "no invoice draft was made", lambda: _invoice(ctx, record, quote), problems)
-        result.invoice_id = invoice.id if invoice is not None else None
+        if orders_make_the_order(ctx):
+            from crm_quoting.quotes import timeline
+
+            result.invoiced_by_order = True
+            timeline(ctx, record, "quote_invoice_left_to_order", "No invoice draft from this quote: the sales order "
+                     "made from it is invoiced instead (the orders plugin's order_on_accept is on)",
+                     {"effect": "invoice"})
+        else:
+            invoice = _attempt(ctx, record, "no invoice draft was made", lambda: _invoice(ctx, record, quote),
+                               problems)
+            result.invoice_id = invoice.id if invoice is not None else None
     return result
+
+
+def orders_make_the_order(ctx: Context) -> bool:
+    """Whether the orders plugin makes the accepted quote's sales order here (enabled, its
+    ``order_on_accept`` setting on, as by default): that order is what gets invoiced, so an
+    invoice draft of the quote's own would bill the customer twice. Read from the business's
+    stored settings (orders depends on quoting, not the other way round)."""
+    if not ctx.is_enabled(ORDERS):
+        return False
+    value = (ctx.plugin_settings(ORDERS) or {}).get("order_on_accept", True)
+    try:
+        return bool(fields.Boolean().deserialize(value))
+    except ValidationError:  # a hand-edited row: orders falls back to its default (on)
+        return True
 
 
 def _move_deal(ctx: Context, record: Record, deal_id: int, stage_id: int, problems: list[str]) -> str | None:

@@ -164,6 +164,8 @@ class Acceptance:
     party_became_customer: bool = False
     deal_moved_to: str | None = None
     invoice_id: int | None = None
+    #: no invoice draft because the orders plugin makes the quote's order, which is invoiced
+    invoiced_by_order: bool = False
     problems: list[str] | None = None
 
 
@@ -175,8 +177,9 @@ def accept_quote(ctx: Context, record_id: int) -> Acceptance:
     Then, each on its own (a problem is noted, never undoes the acceptance): a prospect party
     becomes a customer; the deal moves to the ``accepted_stage_id`` setting's stage when it is
     in that stage's pipeline; with ``invoice_on_accept`` and crm-invoicing enabled, an invoice
-    draft is made from the lines; ``crm_after_quote_accepted`` is raised for other plugins
-    (orders). Other quotes of the same deal are left as they are."""
+    draft is made from the lines, unless the orders plugin makes the quote's order (its
+    ``order_on_accept`` setting), which is then what gets invoiced; ``crm_after_quote_accepted``
+    is raised for other plugins (orders). Other quotes of the same deal are left as they are."""
     from crm_quoting.acceptance import apply_effects
 
     record, quote = writable(ctx, record_id)

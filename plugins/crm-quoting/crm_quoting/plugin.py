@@ -4,7 +4,8 @@ Quotes are core records of type ``quote`` (entry point ``crmcore.record_types: q
 plugin adds their details, lines and actions as a panel on the quote's page, a "Quotes" panel
 on deals and parties, the line editor and send pages under ``/quotes`` (404 where the plugin
 is off), and the ``quoting.expire`` outbox job. It raises ``crm_after_quote_accepted``
-(:mod:`crm_quoting.hookspecs`).
+(:mod:`crm_quoting.hookspecs`) and keeps the core's record forms from changing what a quote
+says (``crm_before_record_save``, contract 1.2).
 """
 
 from __future__ import annotations
@@ -107,3 +108,21 @@ def crm_record_statuses(ctx: Context, record_type: str, records: list[Any]) -> d
     day = today(ctx)
     return {record_id: effective_status(found[record_id], day) if record_id in found else Status.DRAFT.value
             for record_id in mine}
+
+
+@hookimpl
+def crm_before_record_save(ctx: Context, record: Any, changes: dict[str, Any], created: bool) -> None:
+    """The core's forms, API and other plugins may not change what a quote says behind its
+    back: its amount and currency follow its lines, its party stays, a quote past its draft
+    keeps its title and contact too (:mod:`crm_quoting.guard`; raises Veto)."""
+    from crm_quoting.guard import check_save
+
+    check_save(ctx, record, changes, created)
+
+
+@hookimpl
+def crm_seed_demo(ctx: Context) -> list[str]:
+    """``crm demo``: quotes on open demo deals, accepted, sent and draft (:mod:`crm_quoting.demo`)."""
+    from crm_quoting import demo
+
+    return demo.seed(ctx)

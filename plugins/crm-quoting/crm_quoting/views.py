@@ -349,6 +349,8 @@ def accept(record_id: int) -> Any:
         done.append(f"The deal is in {result.deal_moved_to}.")
     if result.invoice_id:
         done.append("An invoice draft was made.")
+    if result.invoiced_by_order:
+        done.append("The sales order made from it is what gets invoiced.")
     flash(" ".join(done), "success")
     for problem in result.problems or []:
         flash(f"Accepted, but {problem}.", "error")
