@@ -118,3 +118,13 @@ def test_hook_crm_record_statuses(ctx, owner, client):
     # the sheet shows a status only where it says more than "open"
     assert "partly &lt;paid&gt;" in _badges(sheet)
     assert "open" not in _badges(sheet)
+
+
+def test_a_type_without_a_pipeline_offers_no_core_status_filter(ctx, owner, client):
+    """Its records are all "open" to the core: filtering or sorting them by the core's status or
+    expected close would mean nothing, so the list offers neither (deals keep both)."""
+    records.create_record(ctx, "ticket", {"title": "T"})
+    tickets = client.get("/records/ticket/").get_data(as_text=True)
+    deals = client.get("/records/deal/").get_data(as_text=True)
+    assert 'name="status"' not in tickets and "Expected close" not in tickets
+    assert 'name="status"' in deals and "Expected close" in deals
