@@ -52,11 +52,11 @@ def test_discovered_with_its_transport(crm):
     assert driver.plugin == NAME
 
 
-def test_an_email_goes_from_a_use_case_to_the_server(ctx, smtp_server, login, certificate, server_tls, caplog):
+def test_an_email_goes_from_a_use_case_to_the_server(ctx, make_smtp_server, login, tls_certificate, caplog):
     user, password = login
-    controller, inbox = smtp_server(tls_context=server_tls, require_starttls=True, auth=True)
-    enable_plugin(ctx, NAME, smtp_settings(controller.port, security="starttls", username=user,
-                                           password=password, ca_file=str(certificate[0])))
+    server = make_smtp_server(tls_context=tls_certificate.server_context(), require_starttls=True, login=login)
+    enable_plugin(ctx, NAME, smtp_settings(server.port, security="starttls", username=user,
+                                           password=password, ca_file=tls_certificate.cert))
     party = create_party(ctx, {"kind": "organisation", "name": "Meadow Farms",
                                "mechanisms": [{"kind": "email", "value": "info@meadow.example"}]})
     attachment = add_attachment(ctx, filename="quote.pdf", content_type="application/pdf", stream=io.BytesIO(PDF),
@@ -65,7 +65,7 @@ def test_an_email_goes_from_a_use_case_to_the_server(ctx, smtp_server, login, ce
     message = messaging.send_email(ctx, to="info@meadow.example", to_name="Meadow Farms", subject="Your quote",
                                    text="Please find the quote attached.", html="<p>Please find the quote.</p>",
                                    party=party, attachments=[attachment.id])
-    (arrived,) = inbox.messages
+    (arrived,) = server.messages
     assert arrived["Subject"] == "Your quote" and arrived["From"] == "Acme Sales <sales@acme.example>"
     (file,) = list(arrived.iter_attachments())
     assert file.get_filename() == "quote.pdf" and file.get_content() == PDF
@@ -83,10 +83,10 @@ def test_an_email_goes_from_a_use_case_to_the_server(ctx, smtp_server, login, ce
         assert password not in blob
 
 
-def test_a_refused_recipient_fails_the_message_without_retrying(ctx, smtp_server):
-    controller, inbox = smtp_server()
-    inbox.rcpt_reply = "550 5.1.1 No such user here"
-    enable_plugin(ctx, NAME, smtp_settings(controller.port))
+def test_a_refused_recipient_fails_the_message_without_retrying(ctx, make_smtp_server):
+    server = make_smtp_server()
+    server.rcpt_reply = "550 5.1.1 No such user here"
+    enable_plugin(ctx, NAME, smtp_settings(server.port))
     message = messaging.send_email(ctx, to="nobody@meadow.example", subject="Hi", text="Hello")
     row = messaging.get_message(ctx, message.id)
     assert row.status == "failed" and "550 5.1.1 No such user here" in row.error
@@ -94,17 +94,17 @@ def test_a_refused_recipient_fails_the_message_without_retrying(ctx, smtp_server
     assert job["status"] == "done" and job["attempts"] == 1  # no retry
 
 
-def test_a_busy_server_keeps_the_message_queued_and_the_job_retries(ctx, smtp_server):
-    controller, inbox = smtp_server()
-    inbox.rcpt_reply = "451 4.3.0 Try again later"
-    enable_plugin(ctx, NAME, smtp_settings(controller.port))
+def test_a_busy_server_keeps_the_message_queued_and_the_job_retries(ctx, make_smtp_server):
+    server = make_smtp_server()
+    server.rcpt_reply = "451 4.3.0 Try again later"
+    enable_plugin(ctx, NAME, smtp_settings(server.port))
     message = messaging.send_email(ctx, to="maria@meadow.example", subject="Hi", text="Hello")
     row = messaging.get_message(ctx, message.id)
     assert row.status == "queued" and "451 4.3.0" in row.error
     (job,) = outbox_rows(ctx.crm)
     assert job["status"] == "failed" and "451 4.3.0" in job["last_error"]
     # the server recovers; the retry delivers
-    inbox.rcpt_reply = None
+    server.rcpt_reply = None
     from crmcore.outbox.service import run_messages
 
     with ctx.crm.db.engine.begin() as conn:
@@ -112,7 +112,7 @@ def test_a_busy_server_keeps_the_message_queued_and_the_job_retries(ctx, smtp_se
         job_id = conn.execute(text("select id from outbox where kind = 'email'")).scalar()
     assert run_messages(ctx.crm, [job_id]) == {job_id: "done"}
     assert messaging.get_message(ctx, message.id).status == "sent"
-    assert len(inbox.messages) == 1
+    assert len(server.messages) == 1
 
 
 def test_bad_settings_are_refused_by_field(ctx):
@@ -124,27 +124,27 @@ def test_bad_settings_are_refused_by_field(ctx):
     assert "ca_file" in raised.value.errors
 
 
-def test_only_where_enabled(ctx, other_ctx, smtp_server):
-    controller, inbox = smtp_server()
-    enable_plugin(ctx, NAME, smtp_settings(controller.port))
+def test_only_where_enabled(ctx, other_ctx, make_smtp_server):
+    server = make_smtp_server()
+    enable_plugin(ctx, NAME, smtp_settings(server.port))
     theirs = messaging.send_email(other_ctx, to="x@globex.example", subject="Hi", text="Hello")
     row = messaging.get_message(other_ctx, theirs.id)
     assert row.status == "queued" and "no email transport is enabled" in row.error
     disable_plugin(ctx, NAME)
     mine = messaging.send_email(ctx, to="y@acme.example", subject="Hi", text="Hello")
     assert "no email transport is enabled" in messaging.get_message(ctx, mine.id).error
-    assert inbox.messages == []
+    assert server.messages == []
 
 
-def test_crm_worker_delivers_what_a_committed_change_queued(ctx, smtp_server):
+def test_crm_worker_delivers_what_a_committed_change_queued(ctx, make_smtp_server):
     """Production runs jobs in ``crm worker``, not inline: the same path, through the worker."""
     from crmcore.outbox.worker import Worker
 
-    controller, inbox = smtp_server()
-    enable_plugin(ctx, NAME, smtp_settings(controller.port))
+    server = make_smtp_server()
+    enable_plugin(ctx, NAME, smtp_settings(server.port))
     ctx.crm.config = dataclasses.replace(ctx.crm.config, outbox_inline=False)
     message = messaging.send_email(ctx, to="maria@meadow.example", subject="From the worker", text="Hello")
-    assert inbox.messages == [] and messaging.get_message(ctx, message.id).status == "queued"
+    assert server.messages == [] and messaging.get_message(ctx, message.id).status == "queued"
     Worker(ctx.crm, poll=0.05).run(once=True)
-    assert [m["Subject"] for m in inbox.messages] == ["From the worker"]
+    assert [m["Subject"] for m in server.messages] == ["From the worker"]
     assert messaging.get_message(ctx, message.id).status == "sent"

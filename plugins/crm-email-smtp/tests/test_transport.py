@@ -32,12 +32,12 @@ def settings(port, **changes):
     return values
 
 
-def test_a_plain_message_arrives_whole(smtp_server):
-    controller, inbox = smtp_server()
-    result = SmtpTransport().send(outgoing(), settings(controller.port))
-    (arrived,) = inbox.messages
-    assert inbox.envelopes[0].rcpt_tos == ["maria@meadow.example"]
-    assert inbox.envelopes[0].mail_from == "sales@acme.example"
+def test_a_plain_message_arrives_whole(make_smtp_server):
+    server = make_smtp_server()
+    result = SmtpTransport().send(outgoing(), settings(server.port))
+    (arrived,) = server.messages
+    assert server.envelopes[0].rcpt_tos == ["maria@meadow.example"]
+    assert server.envelopes[0].mail_from == "sales@acme.example"
     assert arrived["From"] == "Acme Sales <sales@acme.example>"
     assert arrived["To"] == "Maria Schmidt <maria@meadow.example>"
     assert arrived["Subject"] == "Your quote Q-0042"
@@ -61,56 +61,56 @@ def test_the_message_id_is_the_same_on_every_retry():
     assert message_id("sms/weird key!", "a@b.example") == "<sms.weird.key@b.example>"
 
 
-def test_text_only_and_no_reply_to(smtp_server):
-    controller, inbox = smtp_server()
-    SmtpTransport().send(outgoing(html=None, attachments=(), reply_to=None, to_name=None), settings(controller.port))
-    (arrived,) = inbox.messages
+def test_text_only_and_no_reply_to(make_smtp_server):
+    server = make_smtp_server()
+    SmtpTransport().send(outgoing(html=None, attachments=(), reply_to=None, to_name=None), settings(server.port))
+    (arrived,) = server.messages
     assert arrived.get_content_type() == "text/plain"
     assert arrived["To"] == "maria@meadow.example" and arrived["Reply-To"] is None
 
 
-def test_starttls_with_a_self_signed_certificate_and_a_login(smtp_server, certificate, server_tls, login):
+def test_starttls_with_a_self_signed_certificate_and_a_login(make_smtp_server, tls_certificate, login):
     USER, PASSWORD = login
-    controller, inbox = smtp_server(tls_context=server_tls, require_starttls=True, auth=True)
-    SmtpTransport().send(outgoing(), settings(controller.port, security="starttls", username=USER,
-                                             password=PASSWORD, ca_file=str(certificate[0])))
-    assert len(inbox.messages) == 1
-    assert inbox.logins == [USER]
+    server = make_smtp_server(tls_context=tls_certificate.server_context(), require_starttls=True, login=login)
+    SmtpTransport().send(outgoing(), settings(server.port, security="starttls", username=USER,
+                                             password=PASSWORD, ca_file=tls_certificate.cert))
+    assert len(server.messages) == 1
+    assert server.logins == [USER]
 
 
-def test_tls_from_the_first_byte(smtp_server, certificate, server_tls, login):
+def test_tls_from_the_first_byte(make_smtp_server, tls_certificate, login):
     USER, PASSWORD = login
-    controller, inbox = smtp_server(implicit_tls=server_tls, auth=True, auth_require_tls=False)
-    SmtpTransport().send(outgoing(), settings(controller.port, security="tls", username=USER, password=PASSWORD,
-                                             ca_file=str(certificate[0])))
-    assert len(inbox.messages) == 1 and inbox.logins == [USER]
+    server = make_smtp_server(implicit_tls=tls_certificate.server_context(), login=login, auth_require_tls=False)
+    SmtpTransport().send(outgoing(), settings(server.port, security="tls", username=USER, password=PASSWORD,
+                                             ca_file=tls_certificate.cert))
+    assert len(server.messages) == 1 and server.logins == [USER]
 
 
-def test_an_untrusted_certificate_is_refused_for_good(smtp_server, server_tls):
-    controller, inbox = smtp_server(tls_context=server_tls, require_starttls=True)
+def test_an_untrusted_certificate_is_refused_for_good(make_smtp_server, tls_certificate):
+    server = make_smtp_server(tls_context=tls_certificate.server_context(), require_starttls=True)
     with pytest.raises(PermanentFailure, match="not trusted"):
-        SmtpTransport().send(outgoing(), settings(controller.port, security="starttls"))
-    assert inbox.messages == []
+        SmtpTransport().send(outgoing(), settings(server.port, security="starttls"))
+    assert server.messages == []
 
 
-def test_starttls_asked_but_not_offered_never_falls_back_to_clear_text(smtp_server):
-    controller, inbox = smtp_server()
+def test_starttls_asked_but_not_offered_never_falls_back_to_clear_text(make_smtp_server):
+    server = make_smtp_server()
     with pytest.raises(PermanentFailure, match="does not offer STARTTLS"):
-        SmtpTransport().send(outgoing(), settings(controller.port, security="starttls"))
-    assert inbox.messages == []
+        SmtpTransport().send(outgoing(), settings(server.port, security="starttls"))
+    assert server.messages == []
 
 
-def test_a_wrong_password_is_permanent_and_not_in_the_error(smtp_server, certificate, server_tls, login):
+def test_a_wrong_password_is_permanent_and_not_in_the_error(make_smtp_server, tls_certificate, login):
     USER, PASSWORD = login
-    controller, inbox = smtp_server(tls_context=server_tls, require_starttls=True, auth=True)
+    server = make_smtp_server(tls_context=tls_certificate.server_context(), require_starttls=True, login=login)
     wrong = "wrong-pa55word-123"
     with pytest.raises(PermanentFailure) as raised:
-        SmtpTransport().send(outgoing(), settings(controller.port, security="starttls", username=USER,
-                                                 password=wrong, ca_file=str(certificate[0])))
+        SmtpTransport().send(outgoing(), settings(server.port, security="starttls", username=USER,
+                                                 password=wrong, ca_file=tls_certificate.cert))
     assert "refused the login" in str(raised.value) and "535" in str(raised.value)
     assert wrong not in str(raised.value) and PASSWORD not in str(raised.value)
     assert raised.value.__cause__ is None and raised.value.__suppress_context__
-    assert inbox.messages == []
+    assert server.messages == []
 
 
 @pytest.mark.parametrize(("where", "reply", "kind"), [
@@ -119,13 +119,13 @@ def test_a_wrong_password_is_permanent_and_not_in_the_error(smtp_server, certifi
     ("data", "451 4.3.0 Local problem, try again later", TemporaryFailure),
     ("data", "554 5.7.1 Message refused as spam", PermanentFailure),
 ])
-def test_smtp_answers_map_to_temporary_or_permanent(smtp_server, where, reply, kind):
-    controller, inbox = smtp_server()
-    setattr(inbox, f"{where}_reply", reply)
+def test_smtp_answers_map_to_temporary_or_permanent(make_smtp_server, where, reply, kind):
+    server = make_smtp_server()
+    setattr(server, f"{where}_reply", reply)
     with pytest.raises(kind) as raised:
-        SmtpTransport().send(outgoing(), settings(controller.port))
+        SmtpTransport().send(outgoing(), settings(server.port))
     assert reply.split()[0] in str(raised.value) and reply.split()[-1] in str(raised.value)
-    assert inbox.messages == []
+    assert server.messages == []
 
 
 def test_a_server_that_never_answers_is_a_temporary_failure_bounded_by_the_timeout(silent_server):
@@ -133,10 +133,10 @@ def test_a_server_that_never_answers_is_a_temporary_failure_bounded_by_the_timeo
         SmtpTransport().send(outgoing(), settings(silent_server, timeout=1.0))
 
 
-def test_a_tls_server_that_never_answers_is_bounded_too(silent_server, certificate):
+def test_a_tls_server_that_never_answers_is_bounded_too(silent_server, tls_certificate):
     with pytest.raises(TemporaryFailure):
         SmtpTransport().send(outgoing(), settings(silent_server, timeout=1.0, security="tls",
-                                                 ca_file=str(certificate[0])))
+                                                 ca_file=tls_certificate.cert))
 
 
 def test_a_refused_connection_is_temporary(closed_port):
@@ -144,20 +144,20 @@ def test_a_refused_connection_is_temporary(closed_port):
         SmtpTransport().send(outgoing(), settings(closed_port))
 
 
-def test_header_injection_through_the_subject_is_impossible(smtp_server):
-    controller, inbox = smtp_server()
-    SmtpTransport().send(outgoing(subject="Hi\r\nBcc: spy@evil.example"), settings(controller.port))
-    (arrived,) = inbox.messages
+def test_header_injection_through_the_subject_is_impossible(make_smtp_server):
+    server = make_smtp_server()
+    SmtpTransport().send(outgoing(subject="Hi\r\nBcc: spy@evil.example"), settings(server.port))
+    (arrived,) = server.messages
     assert arrived["Bcc"] is None and arrived["Subject"] == "Hi Bcc: spy@evil.example"
-    assert inbox.envelopes[0].rcpt_tos == ["maria@meadow.example"]
+    assert server.envelopes[0].rcpt_tos == ["maria@meadow.example"]
 
 
-def test_an_unreadable_ca_file_is_permanent(smtp_server, tmp_path, server_tls):
-    controller, _ = smtp_server(tls_context=server_tls, require_starttls=True)
+def test_an_unreadable_ca_file_is_permanent(make_smtp_server, tmp_path, tls_certificate):
+    server = make_smtp_server(tls_context=tls_certificate.server_context(), require_starttls=True)
     bad = tmp_path / "bad.pem"
     bad.write_text("not a certificate")
     with pytest.raises(PermanentFailure, match="CA file"):
-        SmtpTransport().send(outgoing(), settings(controller.port, security="starttls", ca_file=str(bad)))
+        SmtpTransport().send(outgoing(), settings(server.port, security="starttls", ca_file=str(bad)))
 
 
 def test_the_system_trust_store_is_the_default():

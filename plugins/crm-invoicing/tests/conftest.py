@@ -58,9 +58,3 @@ def gateway(inv) -> Iterator[Any]:
 
     with installed(inv) as fake:
         yield fake
-
-
-# -- a real browser (Playwright driving Debian's Chromium, as tests/web does) -----------------
-
-
-

@@ -8,12 +8,8 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Iterator
-from email import message_from_bytes, policy
-from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from crm_invoicing import NAME, documents, service, tokens
 from crm_invoicing.models import Invoice
 from pypdf import PdfReader
@@ -37,39 +33,13 @@ def pdf_text(data: bytes) -> str:
     return " ".join(" ".join(page.extract_text() for page in PdfReader(io.BytesIO(data)).pages).split())
 
 
-class LoopbackController(Controller):
-    """aiosmtpd's controller on a port the OS picks (port 0), read back once it listens."""
-
-    def __init__(self, handler: Any) -> None:
-        super().__init__(handler, hostname="127.0.0.1", port=0)
-
-    def _trigger_server(self) -> None:
-        self.port = self.server.sockets[0].getsockname()[1]
-        super()._trigger_server()
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.messages: list[Any] = []
-        self.envelopes: list[Any] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.envelopes.append(envelope)
-        self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
-        return "250 Message accepted"
-
-
 @pytest.fixture
-def smtp(inv) -> Iterator[Inbox]:
-    """A real SMTP server on 127.0.0.1 and the SMTP transport of ``acme`` pointed at it."""
-    inbox = Inbox()
-    controller = LoopbackController(inbox)
-    controller.start()
-    enable_plugin(inv, "email-smtp", {"host": "127.0.0.1", "port": controller.port, "security": "none",
+def smtp(inv, smtp_server):
+    """crmcore.testing's SMTP server on 127.0.0.1, with the SMTP transport of ``acme`` pointed at it."""
+    enable_plugin(inv, "email-smtp", {"host": smtp_server.host, "port": smtp_server.port, "security": "none",
                                       "from_address": "billing@acme.example", "from_name": "Acme Billing",
                                       "timeout": 5})
-    yield inbox
-    controller.stop()
+    return smtp_server
 
 
 @pytest.fixture

@@ -26,16 +26,15 @@ import itertools
 import json
 import re
 import secrets
-import sys
 import threading
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl
 
 from crm_payments_authorizenet.webhooks import signature
+from crmcore.testing import HttpAnswer, HttpRequest, LocalHTTPServer
 
 API_PATH = "/xml/v1/request.api"
 FORM_PATH = "/payment/payment"
@@ -126,7 +125,7 @@ class Delivery:
 
 
 @dataclass
-class FakeAuthorizeNet:
+class FakeAuthorizeNet(LocalHTTPServer):
     api_login_id: str
     transaction_key: str
     signature_key: str
@@ -139,21 +138,12 @@ class FakeAuthorizeNet:
     webhooks: list[Delivery] = field(default_factory=list)
     #: while True, every API request waits (until ``release()`` or shutdown) without answering
     hang: bool = False
-    _scripted: list[int] = field(default_factory=list)
     _errors: list[tuple[str, str]] = field(default_factory=list)
     _drop: list[str] = field(default_factory=list)
     _ids: Any = field(default_factory=lambda: itertools.count(60_000_000_001))
     _lock: threading.RLock = field(default_factory=threading.RLock)
-    _released: threading.Event = field(default_factory=threading.Event)
-    _server: ThreadingHTTPServer | None = None
 
-    # -- control -----------------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+    # -- control (start, stop, url, script(429, 500, ...), release: crmcore.testing.LocalHTTPServer)
 
     @property
     def api_url(self) -> str:
@@ -171,11 +161,6 @@ class FakeAuthorizeNet:
         base.update(over)
         return {k: v for k, v in base.items() if v is not None}
 
-    def script(self, *statuses: int) -> None:
-        """Answer the next API requests with these HTTP statuses (429, 500, 503, ...)."""
-        with self._lock:
-            self._scripted.extend(statuses)
-
     def fail_next(self, code: str, text: str) -> None:
         """Answer the next API request with HTTP 200 and this error (``E00001``, ...)."""
         with self._lock:
@@ -186,12 +171,6 @@ class FakeAuthorizeNet:
         connection without answering: the caller cannot know whether it happened."""
         with self._lock:
             self._drop.append(root)
-
-    def release(self) -> None:
-        """Stop hanging: requests waiting now are dropped unanswered, the next ones answered."""
-        self.hang = False
-        self._released.set()
-        self._released.clear()
 
     def requests(self, root: str) -> list[Received]:
         """The API requests named ``root`` (e.g. "createTransactionRequest")."""
@@ -215,63 +194,23 @@ class FakeAuthorizeNet:
                 raise ValueError("no usable hosted form with this token")
             return self._pay(session, card_number, bank_account)
 
-    def start(self) -> FakeAuthorizeNet:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *_args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                path = self.path.split("?", 1)[0]
-                if path == API_PATH:
-                    answer = fake._api(raw)
-                    if answer is None:
-                        return  # hung and released: close without an answer
-                    status, content_type, body = answer
-                elif path == FORM_PATH:
-                    status, content_type, body = fake._form(raw)
-                elif path == PAY_PATH:
-                    status, content_type, body = fake._pay_form(raw)
-                else:
-                    status, content_type, body = 404, "text/plain", b"not found"
-                self._send(status, content_type, body)
-
-            def do_GET(self) -> None:  # noqa: N802
-                self._send(405, "text/plain", b"POST only")
-
-            def _send(self, status: int, content_type: str, body: bytes) -> None:
-                location = None
-                if status == 303:
-                    location, body = body.decode(), b""
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                if location:
-                    self.send_header("Location", location)
-                self.end_headers()
-                self.wfile.write(body)
-
-        self._server = _Server(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self.release()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-
-    def __enter__(self) -> FakeAuthorizeNet:
-        return self.start()
-
-    def __exit__(self, *_exc: Any) -> None:
-        self.stop()
+    def handle(self, request: HttpRequest) -> HttpAnswer | None:
+        if request.method != "POST":
+            return HttpAnswer(405, b"POST only", "text/plain")
+        if request.path == API_PATH:
+            answer = self._api(request.body)
+            if answer is None:
+                return None  # hung and released, or dropped: close without an answer
+            status, content_type, body = answer
+        elif request.path == FORM_PATH:
+            status, content_type, body = self._form(request.body)
+        elif request.path == PAY_PATH:
+            status, content_type, body = self._pay_form(request.body)
+        else:
+            status, content_type, body = 404, "text/plain", b"not found"
+        if status == 303:
+            return HttpAnswer(status, b"", content_type, {"Location": body.decode()})
+        return HttpAnswer(status, body, content_type)
 
     # -- the API -----------------------------------------------------------------------
 
@@ -283,12 +222,12 @@ class FakeAuthorizeNet:
         root = next(iter(request), "") if isinstance(request, dict) and len(request) == 1 else ""
         body = request[root] if root and isinstance(request[root], dict) else {}
         record = Received(root=root, body=body)
+        scripted = self.next_scripted()
         with self._lock:
             self.received.append(record)
-            scripted = self._scripted.pop(0) if self._scripted else None
             error = self._errors.pop(0) if self._errors and scripted is None else None
         if self.hang:
-            self._released.wait(timeout=30)
+            self.hold()
             return None
         if scripted is not None:
             record.status = scripted
@@ -549,14 +488,6 @@ class FakeAuthorizeNet:
             except requests.RequestException:
                 delivery.status = 0
         return delivery
-
-
-class _Server(ThreadingHTTPServer):
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that went away (a timeout) is not an error worth printing."""
-        exc = sys.exc_info()[1]
-        if not isinstance(exc, ConnectionError | TimeoutError):
-            super().handle_error(request, client_address)
 
 
 # --------------------------------------------------------------------------------------------

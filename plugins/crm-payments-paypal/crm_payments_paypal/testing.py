@@ -35,14 +35,12 @@ import re
 import secrets
 import shutil
 import ssl
-import sys
 import tempfile
 import threading
 import uuid
 import zlib
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -50,6 +48,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
+
+from crmcore.testing import HttpAnswer, HttpRequest, LocalHTTPServer, parse_basic_auth
 
 #: credentials and a webhook ID in PayPal's formats, for tests (they open nothing real)
 TEST_CLIENT_ID = "AZDxjDScFpQtjWTOUtWKbyN_bDt4OgqaF4eYXlewfBP4-8aqX3PiV8e1GWU6liB2CUXlkA59kJXE7M6R"
@@ -220,7 +220,7 @@ class _Failure(Exception):
 
 
 @dataclass
-class FakePayPal:
+class FakePayPal(LocalHTTPServer):
     client_id: str = TEST_CLIENT_ID
     client_secret: str = TEST_CLIENT_SECRET
     token_lifetime: int = 32400
@@ -239,24 +239,19 @@ class FakePayPal:
     _scripted: list[tuple[str | None, int, dict[str, Any] | None]] = field(default_factory=list)
     _idempotent: dict[tuple[str, str], tuple[int, dict[str, Any]]] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
-    _released: threading.Event = field(default_factory=threading.Event)
-    _servers: list[ThreadingHTTPServer] = field(default_factory=list)
+    _tls_url: str | None = None
     _dir: str | None = None
     _saved_bundle: str | None = None
+    methods = ("GET", "POST", "PATCH")
 
-    # -- control -------------------------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        """The plain-http address: the API and the approval page (use it as ``api_base``)."""
-        host, port = self._servers[0].server_address[:2]
-        return f"http://{host}:{port}"
+    # -- control (start, stop, url: the plain-http address, as ``api_base``; hang, release:
+    # -- crmcore.testing.LocalHTTPServer) --------------------------------------------------------
 
     @property
     def tls_url(self) -> str:
         """The same server over https (certificate from :attr:`ca_bundle`)."""
-        host, port = self._servers[1].server_address[:2]
-        return f"https://{host}:{port}"
+        assert self._tls_url is not None, "start the fake first"
+        return self._tls_url
 
     @property
     def cert_url(self) -> str:
@@ -277,12 +272,6 @@ class FakePayPal:
             for answer in answers:
                 status, body = answer if isinstance(answer, tuple) else (answer, None)
                 self._scripted.append((path, status, body))
-
-    def release(self) -> None:
-        """Stop hanging: requests waiting now are dropped unanswered, the next ones answered."""
-        self.hang = False
-        self._released.set()
-        self._released.clear()
 
     def expire_tokens(self) -> None:
         """Every access token issued so far is refused from now on (as after PayPal revoked them)."""
@@ -316,23 +305,14 @@ class FakePayPal:
         trusted = trusted if os.path.isfile(trusted) else certifi.where()
         with open(trusted, "rb") as src, open(self.ca_bundle, "wb") as out:
             out.write(src.read() + b"\n" + keys.ca_pem)
-        handler = _handler(self)
-        for tls in (False, True):
-            server = _Server(("127.0.0.1", 0), handler)
-            server.daemon_threads = True
-            if tls:
-                context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-                context.load_cert_chain(cert_file, key_file)
-                server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
-            self._servers.append(server)
-            threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        super().start()
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert_file, key_file)
+        self._tls_url = self.listen(tls=context)
         return self
 
     def stop(self) -> None:
-        self.release()
-        for server in self._servers:
-            server.shutdown()
-            server.server_close()
+        super().stop()
         if self._dir:
             shutil.rmtree(self._dir, ignore_errors=True)
 
@@ -396,7 +376,13 @@ class FakePayPal:
 
     # -- requests ------------------------------------------------------------------------------
 
-    def handle(self, method: str, target: str, headers: dict[str, str], raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    def handle(self, request: HttpRequest) -> HttpAnswer | None:
+        status, headers, body = self._respond(request.method, request.target, dict(request.headers), request.body)
+        if status == 0:
+            return None  # hung and released: close without an answer
+        return HttpAnswer(status, body, headers=headers)
+
+    def _respond(self, method: str, target: str, headers: dict[str, str], raw: bytes) -> tuple[int, dict[str, str], bytes]:
         parts = urlsplit(target)
         path, query = parts.path, dict(parse_qsl(parts.query))
         record = Received(method, path, headers, _decode(raw, headers))
@@ -406,7 +392,7 @@ class FakePayPal:
             if scripted is not None:
                 self._scripted.remove(scripted)
         if self.hang:
-            self._released.wait(timeout=30)
+            self.hold()
             return 0, {}, b""
         if scripted is not None:
             status, body = scripted[1], scripted[2]
@@ -476,7 +462,7 @@ class FakePayPal:
     # -- OAuth2 --------------------------------------------------------------------------------
 
     def _token(self, headers: dict[str, str], body: Any) -> tuple[int, dict[str, Any]]:
-        auth = _basic(headers.get("authorization"))
+        auth = parse_basic_auth(headers.get("authorization"))
         if auth != (self.client_id, self.client_secret):
             return 401, {"error": "invalid_client", "error_description": "Client Authentication failed"}
         if not isinstance(body, dict) or body.get("grant_type") != "client_credentials":
@@ -729,48 +715,3 @@ def _decode(raw: bytes, headers: dict[str, str]) -> Any:
         return json.loads(text)
     except ValueError:
         return text
-
-
-def _basic(header: str | None) -> tuple[str, str] | None:
-    if not header or not header.startswith("Basic "):
-        return None
-    try:
-        user, _, password = base64.b64decode(header[6:]).decode().partition(":")
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return user, password
-
-
-class _Server(ThreadingHTTPServer):
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that went away (a timeout) or a failed TLS handshake is not worth printing."""
-        exc = sys.exc_info()[1]
-        if not isinstance(exc, ConnectionError | TimeoutError | ssl.SSLError):
-            super().handle_error(request, client_address)
-
-
-def _handler(fake: FakePayPal) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *_args: Any) -> None:
-            pass
-
-        def _serve(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            status, answer_headers, body = fake.handle(self.command, self.path, headers, raw)
-            if status == 0:
-                self.close_connection = True
-                return  # hung and released: close without an answer
-            self.send_response(status)
-            for name, value in answer_headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        do_GET = do_POST = do_PATCH = _serve  # noqa: N815
-
-    return Handler

@@ -34,18 +34,17 @@ import html
 import json
 import re
 import secrets
-import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from crm_payments_stripe.webhooks import HEADER, signature_header
 from crmcore.payments.gateways import WebhookRequest, from_minor_units
+from crmcore.testing import HttpAnswer, HttpRequest, LocalHTTPServer
 
 API_VERSION = "2024-06-20"
 SESSION_PATH = re.compile(r"/v1/checkout/sessions/(?P<id>[A-Za-z0-9_]+)")
@@ -96,7 +95,7 @@ class Received:
 
 
 @dataclass
-class FakeStripe:
+class FakeStripe(LocalHTTPServer):
     secret_key: str
     webhook_secret: str = field(default_factory=lambda: "whsec_" + secrets.token_hex(16))
     #: where paying on the hosted page delivers ``checkout.session.completed`` (None: nowhere)
@@ -112,24 +111,15 @@ class FakeStripe:
     _line_items: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     _intent_data: dict[str, dict[str, Any]] = field(default_factory=dict)
     _idempotent: dict[str, tuple[str, dict[str, Any], int, dict[str, Any]]] = field(default_factory=dict)
-    _scripted: list[int] = field(default_factory=list)
     _hangs: int = 0
     _lock: threading.RLock = field(default_factory=threading.RLock)
-    _released: threading.Event = field(default_factory=threading.Event)
-    _server: ThreadingHTTPServer | None = None
 
     @classmethod
     def random(cls, **kwargs: Any) -> FakeStripe:
         """A fake with fresh test-mode credentials (not started)."""
         return cls(secret_key="sk_test_" + secrets.token_hex(16), **kwargs)
 
-    # -- control ---------------------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "start the fake first"
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+    # -- control (start, stop, url: crmcore.testing.LocalHTTPServer) -------------------------
 
     def settings(self, **over: Any) -> dict[str, Any]:
         """Settings of the ``payments-stripe`` plugin pointing at this server."""
@@ -138,8 +128,7 @@ class FakeStripe:
 
     def fail_next(self, *statuses: int) -> None:
         """Answer the next API requests with these HTTP statuses (429, 500, 503, ...)."""
-        with self._lock:
-            self._scripted.extend(statuses or (500,))
+        self.script(*(statuses or (500,)))
 
     def hang_next(self, count: int = 1) -> None:
         """The next ``count`` API requests wait without an answer, until :meth:`release`."""
@@ -150,46 +139,12 @@ class FakeStripe:
         """Requests hanging now are dropped unanswered; no more hangs are pending."""
         with self._lock:
             self._hangs = 0
-        self._released.set()
-        self._released.clear()
+        super().release()
 
     def api_requests(self, method: str | None = None, path: str | None = None) -> list[Received]:
         with self._lock:
             return [r for r in self.received if (method is None or r.method == method)
                     and (path is None or r.path == path)]
-
-    def start(self) -> FakeStripe:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *_args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:  # noqa: N802
-                fake._dispatch(self, "GET")
-
-            def do_POST(self) -> None:  # noqa: N802
-                fake._dispatch(self, "POST")
-
-        self._server = _Server(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self.release()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> FakeStripe:
-        return self.start()
-
-    def __exit__(self, *_exc: Any) -> None:
-        self.stop()
 
     # -- what the payer and Stripe do ------------------------------------------------------
 
@@ -342,32 +297,18 @@ class FakeStripe:
 
     # -- HTTP ------------------------------------------------------------------------------
 
-    def _dispatch(self, handler: BaseHTTPRequestHandler, method: str) -> None:
-        length = int(handler.headers.get("Content-Length") or 0)
-        raw = handler.rfile.read(length) if length else b""
-        target = urlsplit(handler.path)
-        path = target.path
-        if path.startswith("/checkout/"):
-            self._page(handler, method, path)
-            return
-        if method == "GET":  # the stripe package sends a GET's parameters in the query
-            raw = target.query.encode("latin-1")
-        answer = self._api(method, path, handler.headers.get("Authorization"),
-                           handler.headers.get("Idempotency-Key"), raw)
+    def handle(self, request: HttpRequest) -> HttpAnswer | None:
+        if request.path.startswith("/checkout/"):
+            return self._page(request.method, request.path)
+        # the stripe package sends a GET's parameters in the query
+        raw = request.query_string.encode("latin-1") if request.method == "GET" else request.body
+        answer = self._api(request.method, request.path, request.headers.get("authorization"),
+                           request.headers.get("idempotency-key"), raw)
         if answer is None:
-            handler.close_connection = True
-            return  # hung and released: no answer
+            return None  # hung and released: no answer
         status, body, extra = answer
-        data = json.dumps(body, indent=2).encode()
-        handler.send_response(status)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(data)))
-        handler.send_header("Request-Id", "req_" + secrets.token_hex(7))
-        handler.send_header("Stripe-Version", API_VERSION)
-        for name, value in extra.items():
-            handler.send_header(name, value)
-        handler.end_headers()
-        handler.wfile.write(data)
+        headers = {"Request-Id": "req_" + secrets.token_hex(7), "Stripe-Version": API_VERSION, **extra}
+        return HttpAnswer.json(status, body, headers=headers, indent=2)
 
     def _api(self, method: str, path: str, authorization: str | None, key: str | None,
              raw: bytes) -> tuple[int, dict[str, Any], dict[str, str]] | None:
@@ -381,9 +322,9 @@ class FakeStripe:
             hang = self._hangs > 0
             if hang:
                 self._hangs -= 1
-            scripted = self._scripted.pop(0) if self._scripted and not hang else None
+            scripted = None if hang else self.next_scripted()
         if hang:
-            self._released.wait(timeout=30)
+            self.hold()
             return None
         extra: dict[str, str] = {"Idempotency-Key": key} if key else {}
         try:
@@ -605,32 +546,25 @@ class FakeStripe:
 
     # -- the hosted payment page -----------------------------------------------------------
 
-    def _page(self, handler: BaseHTTPRequestHandler, method: str, path: str) -> None:
+    def _page(self, method: str, path: str) -> HttpAnswer:
         match = PAGE_PATH.fullmatch(path)
         with self._lock:
             session = self.sessions.get(match["id"]) if match else None
             session = copy.deepcopy(session) if session else None
         if session is None or match is None:
-            _html(handler, 404, "<h1>Not found</h1><p>No such Checkout Session.</p>")
-            return
+            return _html(404, "<h1>Not found</h1><p>No such Checkout Session.</p>")
         if method == "POST" and match["pay"]:
             try:
                 paid = self.mark_paid(session["id"])
             except ValueError:
-                _html(handler, 409, f"<h1>Not payable</h1><p>This session is {html.escape(session['status'])}.</p>")
-                return
+                return _html(409, f"<h1>Not payable</h1><p>This session is {html.escape(session['status'])}.</p>")
             if self.webhook_url:
                 self.deliver(self.event("checkout.session.completed", paid))
             target = paid["success_url"].replace("{CHECKOUT_SESSION_ID}", paid["id"])
-            handler.send_response(303)
-            handler.send_header("Location", target)
-            handler.send_header("Content-Length", "0")
-            handler.end_headers()
-            return
+            return HttpAnswer(303, headers={"Location": target})
         if method != "GET" or match["pay"]:
-            _html(handler, 405, "<h1>Method not allowed</h1>")
-            return
-        _html(handler, 200, self._page_body(session))
+            return _html(405, "<h1>Method not allowed</h1>")
+        return _html(200, self._page_body(session))
 
     def _page_body(self, session: dict[str, Any]) -> str:
         currency = session["currency"].upper()
@@ -652,22 +586,10 @@ class FakeStripe:
         )
 
 
-class _Server(ThreadingHTTPServer):
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that went away (a timeout) is not an error worth printing."""
-        exc = sys.exc_info()[1]
-        if not isinstance(exc, ConnectionError | TimeoutError):
-            super().handle_error(request, client_address)
-
-
-def _html(handler: BaseHTTPRequestHandler, status: int, body: str) -> None:
+def _html(status: int, body: str) -> HttpAnswer:
     data = ("<!doctype html><html><head><meta charset='utf-8'><title>Stripe Checkout (test)</title></head>"
             f"<body><p class='test-mode'>TEST MODE</p>{body}</body></html>").encode()
-    handler.send_response(status)
-    handler.send_header("Content-Type", "text/html; charset=utf-8")
-    handler.send_header("Content-Length", str(len(data)))
-    handler.end_headers()
-    handler.wfile.write(data)
+    return HttpAnswer(status, data, "text/html; charset=utf-8")
 
 
 def _scripted_error(status: int) -> StripeApiError:

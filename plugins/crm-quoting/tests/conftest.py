@@ -1,17 +1,14 @@
 """Fixtures of the quoting tests: the catalog and quoting enabled in ``acme`` (and, for
-isolation, in ``globex``), parties, deals and products to quote, a real SMTP server on
-127.0.0.1 (aiosmtpd) and a real browser (Playwright driving Debian's Chromium)."""
+isolation, in ``globex``), parties, deals and products to quote. The SMTP server
+(``smtp_server``) and the browser come from crmcore.testing."""
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from decimal import Decimal
-from email import message_from_bytes, policy
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from crm_catalog import service as catalog
 from crm_quoting import NAME
 
@@ -68,43 +65,3 @@ def line(**values: Any) -> dict[str, Any]:
     data: dict[str, Any] = {"description": "Service hour", "quantity": "1", "unit_price": "100.00"}
     data.update(values)
     return data
-
-
-# -- email ---------------------------------------------------------------------------------------
-
-
-class LoopbackController(Controller):
-    """aiosmtpd's controller on a port the OS picks (port 0), read back once it listens."""
-
-    def __init__(self, handler: Any, **kwargs: Any) -> None:
-        super().__init__(handler, hostname="127.0.0.1", port=0, **kwargs)
-
-    def _trigger_server(self) -> None:
-        self.port = self.server.sockets[0].getsockname()[1]
-        super()._trigger_server()
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.messages: list[Any] = []
-        self.envelopes: list[Any] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.envelopes.append(envelope)
-        self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
-        return "250 Message accepted"
-
-
-@pytest.fixture
-def smtp_server() -> Iterator[tuple[LoopbackController, Inbox]]:
-    inbox = Inbox()
-    controller = LoopbackController(inbox)
-    controller.start()
-    yield controller, inbox
-    controller.stop()
-
-
-# -- a real browser --------------------------------------------------------------------------------
-
-
-

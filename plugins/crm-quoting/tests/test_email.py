@@ -29,10 +29,10 @@ def pdf_text(data: bytes) -> str:
 
 @pytest.fixture
 def smtp(q, smtp_server):
-    controller, inbox = smtp_server
-    enable_plugin(q, "email-smtp", {"host": "127.0.0.1", "port": controller.port, "security": "none",
+    """crmcore.testing's SMTP server, with the SMTP transport of ``acme`` pointed at it."""
+    enable_plugin(q, "email-smtp", {"host": smtp_server.host, "port": smtp_server.port, "security": "none",
                                     "from_address": "sales@acme.example", "from_name": "Acme Sales", "timeout": 5})
-    return inbox
+    return smtp_server
 
 
 def test_a_quote_is_emailed_with_its_pdf_to_a_real_smtp_server(q, smtp):

@@ -14,15 +14,15 @@ from __future__ import annotations
 import base64
 import json
 import re
-import sys
 import threading
 import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from crmcore.testing import HttpAnswer, HttpRequest, LocalHTTPServer
 
 NUMBER = re.compile(r"\+?[1-9][0-9]{6,14}")
 
@@ -39,16 +39,8 @@ class Delivered:
     query: dict[str, str]
 
 
-class _Server(ThreadingHTTPServer):
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that went away (a killed worker, a timeout) is not an error worth printing."""
-        exc = sys.exc_info()[1]
-        if not isinstance(exc, ConnectionError | TimeoutError):
-            super().handle_error(request, client_address)
-
-
 @dataclass
-class FakeGateway:
+class FakeGateway(LocalHTTPServer):
     path: str = "/api/send"
     #: None, ("basic", user, password), ("bearer", token) or ("header", name, value)
     auth: tuple[str, ...] | None = None
@@ -65,28 +57,15 @@ class FakeGateway:
     delivered: list[Delivered] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
     duplicates_dropped: int = 0
-    _scripted: list[int] = field(default_factory=list)
     _keys: dict[str, str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _released: threading.Event = field(default_factory=threading.Event)
-    _server: ThreadingHTTPServer | None = None
 
-    # -- control -----------------------------------------------------------------------
+    # -- control (start, stop, script, hang, release: crmcore.testing.LocalHTTPServer) ----
 
     @property
     def url(self) -> str:
-        assert self._server is not None
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}{self.path}"
-
-    def script(self, *statuses: int) -> None:
-        with self._lock:
-            self._scripted.extend(statuses)
-
-    def release(self) -> None:
-        self.hang = False
-        self._released.set()
-        self._released.clear()
+        """The send endpoint: the server's address and :attr:`path`."""
+        return super().url + self.path
 
     def copies(self, by: str = "ref") -> Counter[str]:
         """How many times each message reached a phone, by a query parameter the URL template
@@ -94,48 +73,9 @@ class FakeGateway:
         with self._lock:
             return Counter(d.query.get(by, "") for d in self.delivered)
 
-    def start(self) -> FakeGateway:
-        gateway = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *_args: Any) -> None:
-                pass
-
-            def _serve(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                status, content_type, body = gateway._handle(self.command, self.path, dict(self.headers.items()), raw)
-                if status == 0:
-                    self.close_connection = True
-                    return
-                data = body.encode()
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = _serve  # noqa: N815
-            do_POST = _serve  # noqa: N815
-
-        self._server = _Server(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self.release()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-
-    def __enter__(self) -> FakeGateway:
-        return self.start()
-
-    def __exit__(self, *_exc: Any) -> None:
-        self.stop()
+    def handle(self, request: HttpRequest) -> HttpAnswer | None:
+        status, content_type, body = self._handle(request.method, request.target, dict(request.headers), request.body)
+        return None if status == 0 else HttpAnswer(status, body.encode(), content_type)
 
     # -- the gateway ---------------------------------------------------------------------
 
@@ -159,9 +99,9 @@ class FakeGateway:
         with self._lock:
             self.requests.append({"method": method, "path": parts.path, "query": query, "fields": fields,
                                   "headers": lower, "content_type": content_type})
-            scripted = self._scripted.pop(0) if self._scripted else None
+        scripted = self.next_scripted()
         if self.hang:
-            self._released.wait(timeout=30)
+            self.hold()
             return 0, "", ""
         if parts.path != self.path:
             return 404, "application/json", json.dumps({"error": "no such endpoint"})

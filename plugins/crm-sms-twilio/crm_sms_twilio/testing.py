@@ -11,19 +11,16 @@ status callbacks the way Twilio does (:func:`signed_callback`).
 
 from __future__ import annotations
 
-import base64
-import json
 import re
-import sys
 import threading
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from crm_sms_twilio.provider import signature
 from crmcore.messaging.sms import sms_parts
+from crmcore.testing import HttpAnswer, HttpRequest, LocalHTTPServer, parse_basic_auth
 
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 PATH = re.compile(r"/2010-04-01/Accounts/(?P<sid>AC[0-9a-fA-F]{32})/Messages\.json")
@@ -41,98 +38,41 @@ class Received:
 
 
 @dataclass
-class FakeTwilio:
+class FakeTwilio(LocalHTTPServer):
+    """Start, stop, ``url``, ``script(400, 401, 429, 500, ...)``, ``hang`` and ``release()``
+    are crmcore.testing.LocalHTTPServer's; the rest is Twilio's API."""
+
     account_sid: str
     auth_token: str
     api_keys: dict[str, str] = field(default_factory=dict)  # api key sid -> secret
     received: list[Received] = field(default_factory=list)
     #: while True, every request waits (until ``release()`` or shutdown) without answering
     hang: bool = False
-    _scripted: list[int] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _released: threading.Event = field(default_factory=threading.Event)
-    _server: ThreadingHTTPServer | None = None
-
-    # -- control -----------------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def script(self, *statuses: int) -> None:
-        """Answer the next requests with these HTTP statuses (400, 401, 429, 500, ...)."""
-        with self._lock:
-            self._scripted.extend(statuses)
-
-    def release(self) -> None:
-        """Stop hanging: requests waiting now are dropped unanswered, the next ones answered."""
-        self.hang = False
-        self._released.set()  # wakes every waiter; cleared so that hanging again waits again
-        self._released.clear()
 
     def sent(self) -> list[Received]:
         """Requests that were accepted (201)."""
         with self._lock:
             return [r for r in self.received if r.answered == 201]
 
-    def start(self) -> FakeTwilio:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *_args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                status, body = fake._handle(self.path, self.headers.get("Authorization"), raw,
-                                            self.headers.get("Content-Type") or "")
-                if status == 0:
-                    return  # hung and released: close without an answer
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self) -> None:  # noqa: N802
-                self.send_response(405)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self._server = _Server(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self.release()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-
-    def __enter__(self) -> FakeTwilio:
-        return self.start()
-
-    def __exit__(self, *_exc: Any) -> None:
-        self.stop()
+    def handle(self, request: HttpRequest) -> HttpAnswer | None:
+        if request.method != "POST":
+            return HttpAnswer(405)
+        status, body = self._handle(request.target, request.headers.get("authorization"), request.body,
+                                    request.headers.get("content-type") or "")
+        return None if status == 0 else HttpAnswer.json(status, body)  # 0: hung and released
 
     # -- the API -----------------------------------------------------------------------
 
     def _handle(self, path: str, authorization: str | None, raw: bytes, content_type: str) -> tuple[int, Any]:
-        auth = _basic(authorization)
+        auth = parse_basic_auth(authorization)
         form = dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
         record = Received(path=path, auth=auth, form=form)
         with self._lock:
             self.received.append(record)
-            scripted = self._scripted.pop(0) if self._scripted else None
+        scripted = self.next_scripted()
         if self.hang:
-            self._released.wait(timeout=30)
+            self.hold()
             record.answered = 0
             return 0, None
         status, body = self._answer(path, auth, form, content_type, scripted)
@@ -186,24 +126,6 @@ class FakeTwilio:
         if user == self.account_sid:
             return password == self.auth_token
         return self.api_keys.get(user) == password
-
-
-class _Server(ThreadingHTTPServer):
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that went away (a killed worker, a timeout) is not an error worth printing."""
-        exc = sys.exc_info()[1]
-        if not isinstance(exc, ConnectionError | TimeoutError):
-            super().handle_error(request, client_address)
-
-
-def _basic(header: str | None) -> tuple[str, str] | None:
-    if not header or not header.startswith("Basic "):
-        return None
-    try:
-        user, _, password = base64.b64decode(header[6:]).decode().partition(":")
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return user, password
 
 
 def _error(status: int, code: int, message: str) -> tuple[int, dict[str, Any]]:
