@@ -23,7 +23,6 @@ from crm_orders.types import SALES_ORDER, TYPE_OF
 from crmcore.context import use_case
 from crmcore.errors import Conflict, NotFound, ValidationFailed
 from crmcore.money import document_totals
-from crmcore.parties import service as parties
 from crmcore.records import service as records
 from crmcore.records.models import Record
 from crmcore.tenancy.models import Role
@@ -38,39 +37,8 @@ LOANER_FIELDS = ("unit_description", "unit_serial", "unit_product_id", "due_back
 NO_PARTY = "an order is for a party: give party_id (or a deal that has one)"
 
 
-def party_or_error(ctx: Context, party_id: int, errors: dict[str, list[str]], key: str = "party_id") -> Any:
-    try:
-        party = parties.get_party(ctx, party_id)
-    except NotFound:
-        errors[key] = [f"party {party_id} not found"]
-        return None
-    if party.merged_into_id is not None:
-        errors[key] = [f"party {party.name!r} was merged into party {party.merged_into_id}"]
-        return None
-    if party.archived_at is not None:
-        errors[key] = [f"party {party.name!r} is archived"]
-        return None
-    return party
-
-
-def _deal(ctx: Context, deal_id: int, errors: dict[str, list[str]]) -> Record | None:
-    try:
-        deal = records.get_record(ctx, deal_id)
-    except NotFound:
-        errors["deal_id"] = [f"deal {deal_id} not found"]
-        return None
-    if deal.type != "deal":
-        errors["deal_id"] = [f"record {deal_id} is a {deal.type}, not a deal"]
-        return None
-    if deal.archived_at is not None:
-        errors["deal_id"] = [f"deal {deal.reference or deal.id} is archived"]
-        return None
-    return deal
-
-
 def check_contact(ctx: Context, contact_id: int | None, party_id: int, errors: dict[str, list[str]]) -> None:
-    if contact_id is not None and contact_id not in quoting.contacts_of(ctx, party_id):
-        errors["contact_id"] = [f"contact {contact_id} is not an active contact of the order's party"]
+    quoting.check_contact(ctx, contact_id, party_id, errors, document="order")
 
 
 def check_loaner(kind: str, values: Mapping[str, Any], order_date: dt.date, lent_on: dt.date | None,
@@ -146,7 +114,7 @@ def create_order(ctx: Context, data: Mapping[str, Any]) -> Record:
             exc.errors.setdefault("party_id", [NO_PARTY])
         raise
     errors: dict[str, list[str]] = {}
-    deal = _deal(ctx, values["deal_id"], errors) if values["deal_id"] is not None else None
+    deal = quoting.deal_or_error(ctx, values["deal_id"], errors) if values["deal_id"] is not None else None
     party_id = values["party_id"]
     if deal is not None:
         if deal.party_id is None:
@@ -156,7 +124,7 @@ def create_order(ctx: Context, data: Mapping[str, Any]) -> Record:
         party_id = party_id or deal.party_id
     if party_id is None and "deal_id" not in errors:
         errors["party_id"] = [NO_PARTY]
-    party = party_or_error(ctx, party_id, errors) if party_id is not None and "party_id" not in errors else None
+    party = quoting.party_or_error(ctx, party_id, errors) if party_id is not None and "party_id" not in errors else None
     if errors:
         raise ValidationFailed("invalid order: check " + ", ".join(sorted(errors)), errors)
     kind = values["kind"]

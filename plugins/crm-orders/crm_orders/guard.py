@@ -25,11 +25,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from crm_quoting import service as quoting
 from sqlalchemy import select
 
 from crm_orders.models import Order
 from crm_orders.orders import sentence_label
-from crm_orders.rules import EDITABLE, money_text
+from crm_orders.rules import EDITABLE
 from crm_orders.types import TYPES
 from crmcore.errors import Veto
 
@@ -37,47 +38,24 @@ if TYPE_CHECKING:
     from crmcore.context import Context
     from crmcore.records.models import Record
 
-#: the record fields an order's meaning depends on, in the order messages name them
-WATCHED = ("title", "party_id", "contact_id", "amount", "currency")
-#: the ones a locked order keeps whatever the value
-LOCKED = ("title", "party_id", "contact_id")
-WORDS = {"title": "title", "party_id": "party", "contact_id": "contact", "amount": "amount", "currency": "currency"}
-
-
-def _listed(fields: list[str]) -> str:
-    words = [WORDS[f] for f in fields]
-    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
-
-
-def _amount_of(order: Order) -> Any:
-    return order.net_amount if order.net_amount >= 0 else None
-
 
 def check_save(ctx: Context, record: Record, changes: dict[str, Any], created: bool) -> None:
-    """Refuse a change of an order's record that the order does not say (see the module)."""
-    if created or record.type not in TYPES or not changes.keys() & set(WATCHED):
+    """Refuse a change of an order's record that the order does not say (see the module); the
+    checks a quote's record has too are quoting's."""
+    if created or record.type not in TYPES or not changes.keys() & set(quoting.WATCHED_FIELDS):
         return
     with ctx.session.no_autoflush:  # the record's new values stay unwritten while we look
         order = ctx.session.scalar(select(Order).where(Order.record_id == record.id))
     if order is None:
         return
     name = sentence_label(record, order)
-    errors: dict[str, list[str]] = {}
-    if "amount" in changes and record.amount != _amount_of(order):
-        shown = money_text(order.net_amount, order.currency)
-        errors["amount"] = [f"its amount is the net total of its lines ({shown}): change the lines in the "
-                            "order editor"]
-    if "currency" in changes and record.currency != order.currency:
-        errors["currency"] = [f"its currency is that of its lines ({order.currency})"]
+    errors = quoting.amount_errors(record, changes, order.net_amount, order.currency, "order")
     if order.status != EDITABLE:
-        refused = [f for f in WATCHED if f in changes and (f in LOCKED or f in errors)]
+        refused = quoting.locked_refusals(changes, errors)
         if refused:
-            raise Veto(f"{name} is {order.status}: its {_listed(refused)} can no longer change",
+            raise Veto(f"{name} is {order.status}: its {quoting.listed_fields(refused)} can no longer change",
                        {f: [f"can no longer change: the order is {order.status}"] for f in refused})
         return
-    if "party_id" in changes and changes["party_id"][0] is not None:
-        errors["party_id"] = ["it keeps its party (its lines are priced for it): make a new order for another party"]
-    if errors:
-        raise Veto(f"{name} was not saved: " + "; ".join(errors[f][0] for f in WATCHED if f in errors), errors)
+    quoting.refuse_open_change(name, changes, errors, "order")
     if "contact_id" in changes:
         order.contact_id = record.contact_id  # the open order's details follow (its invoice goes to them)

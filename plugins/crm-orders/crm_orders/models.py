@@ -21,12 +21,12 @@ import enum
 from decimal import Decimal
 from typing import Any
 
+from crm_quoting.service import LineColumns
 from sqlalchemy import (
     CheckConstraint,
     Date,
     ForeignKey,
     Index,
-    Integer,
     MetaData,
     Numeric,
     String,
@@ -165,7 +165,7 @@ class Order(IdMixin, TimestampMixin, OrdersBase):
                                                                       ondelete="SET NULL"))
 
 
-class OrderLine(IdMixin, OrdersBase):
+class OrderLine(IdMixin, LineColumns, OrdersBase):
     """One line: a catalog product (``product_id``) or free text, priced by quoting's rule; a
     line copied from a quote keeps that quote line's id (``source_quote_line_id``) and its
     amounts. A credit (a trade-in) is a negative unit price, never a negative quantity."""
@@ -181,21 +181,5 @@ class OrderLine(IdMixin, OrdersBase):
 
     business_id: Mapped[int] = _business()
     order_id: Mapped[int] = mapped_column(BigId, ForeignKey("orders_orders.id", ondelete="CASCADE"))
-    position: Mapped[int] = mapped_column(Integer)
-    product_id: Mapped[int | None] = mapped_column(BigId)
-    sku: Mapped[str | None] = mapped_column(String(64))
-    description: Mapped[str] = mapped_column(Text)
-    quantity: Mapped[Decimal] = mapped_column(Quantity)
-    unit: Mapped[str | None] = mapped_column(String(20))
-    unit_price: Mapped[Decimal] = mapped_column(Money)
-    discount_percent: Mapped[Decimal] = mapped_column(Percent, default=Decimal(0))
-    tax_rate: Mapped[Decimal] = mapped_column(Rate, default=Decimal(0))
-    #: where the price comes from (the catalog's source, "manual price", the quote's source)
-    price_source: Mapped[str | None] = mapped_column(String(200))
-    #: the plugin that proposed the line through crm_record_defaults, if any
-    origin: Mapped[str | None] = mapped_column(String(64))
     #: the quote line it was copied from (quoting's table: no foreign key)
     source_quote_line_id: Mapped[int | None] = mapped_column(BigId)
-    net_amount: Mapped[Decimal] = mapped_column(Money)
-    tax_amount: Mapped[Decimal] = mapped_column(Money)
-    total_amount: Mapped[Decimal] = mapped_column(Money)

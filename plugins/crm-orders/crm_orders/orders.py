@@ -139,22 +139,7 @@ def write_lines(ctx: Context, order_id: int, priced: Sequence[Any], existing: Ma
                 start: int = 1) -> None:
     """Make the order's lines exactly ``priced`` (:class:`crm_quoting.service.PricedLine`), in
     that order: lines given by id are changed in place, the others removed, new ones added."""
-    kept = {p.existing_id for p in priced if p.existing_id is not None}
-    for line_id, row in existing.items():
-        if line_id not in kept:
-            ctx.session.delete(row)
-    ctx.session.flush()
-    for position, p in enumerate(priced, start=start):
-        row = existing[p.existing_id] if p.existing_id is not None else OrderLine(order_id=order_id)
-        row.position = position
-        row.product_id, row.sku, row.description = p.product_id, p.sku, p.description
-        row.quantity, row.unit, row.unit_price = p.quantity, p.unit, p.unit_price
-        row.discount_percent, row.tax_rate = p.discount_percent, p.tax_rate
-        row.price_source, row.origin = p.price_source, p.origin
-        row.net_amount, row.tax_amount, row.total_amount = p.amounts.net, p.amounts.tax, p.amounts.total
-        if p.existing_id is None:
-            ctx.session.add(row)
-    ctx.session.flush()
+    quoting.store_lines(ctx, priced, existing, lambda: OrderLine(order_id=order_id), start=start)
 
 
 # --------------------------------------------------------------------------------------------

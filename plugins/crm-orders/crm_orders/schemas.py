@@ -2,17 +2,17 @@
 steps of its life and the lookup's filters. Errors name the field; nested ones come out flat
 (``billing_address.country``) so a form shows each beside its input. Lines are validated and
 priced by quoting's rule (:func:`crm_quoting.service.price_lines`), which names them
-``lines.<index>.<field>``."""
+``lines.<index>.<field>``. The fields, the address schema and the loading (errors named by
+field) are quoting's (:mod:`crm_quoting.service`), so both documents validate alike."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate
+from crm_quoting.service import AddressInput, Currency, Id, Text, flat_errors, load
+from marshmallow import RAISE, Schema, fields, validate
 
 from crm_orders.models import STATUSES, Kind
-from crmcore.errors import ValidationFailed
 
 MAX_LINES = 200
 MAX_LOAN_DAYS = 730
@@ -22,46 +22,6 @@ OVERDUE = "overdue"
 LOOKUP_STATUSES = (*STATUSES, OVERDUE)
 
 
-class Text(fields.String):
-    """A stripped string of at most ``max_length``; empty is None (an error when required)."""
-
-    def __init__(self, max_length: int, **kwargs: Any) -> None:
-        kwargs.setdefault("allow_none", not kwargs.get("required"))
-        super().__init__(**kwargs)
-        self.max_length = max_length
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str | None:
-        text = super()._deserialize(value, attr, data, **kwargs).replace("\r\n", "\n").strip()
-        if "\x00" in text:
-            raise ValidationError("must not contain NUL characters")
-        if not text:
-            if self.required:
-                raise ValidationError("must not be empty")
-            return None
-        if len(text) > self.max_length:
-            raise ValidationError(f"at most {self.max_length} characters")
-        return text
-
-
-class Id(fields.Integer):
-    """A row id from JSON or a form ("12"): a positive whole number; "" is None where allowed."""
-
-    default_error_messages = {"invalid": "must be an id (a positive whole number)"}
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(strict=False, validate=validate.Range(
-            min=1, max=2**63 - 1, error="must be an id (a positive whole number)"), **kwargs)
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int | None:
-        if isinstance(value, str):
-            value = value.strip()
-            if not value and self.allow_none:
-                return None
-        if isinstance(value, bool | float) or (isinstance(value, str) and not value.isdigit()):
-            raise self.make_error("invalid")
-        return super()._deserialize(value, attr, data, **kwargs)
-
-
 class Day(fields.Date):
     """A date (ISO ``2026-03-01``); "" is None where allowed (an empty date input)."""
 
@@ -69,20 +29,6 @@ class Day(fields.Date):
         if isinstance(value, str) and not value.strip() and self.allow_none:
             return None
         return super()._deserialize(value.strip() if isinstance(value, str) else value, attr, data, **kwargs)
-
-
-class Currency(fields.String):
-    """An ISO 4217 code Babel knows; case is normalised (``eur`` -> ``EUR``)."""
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str | None:
-        from babel.numbers import is_currency
-
-        text = super()._deserialize(value, attr, data, **kwargs).strip().upper()
-        if not text and self.allow_none:
-            return None
-        if len(text) != 3 or not is_currency(text):
-            raise ValidationError("must be a currency code such as EUR")
-        return text
 
 
 # --------------------------------------------------------------------------------------------
@@ -107,22 +53,6 @@ class OrdersSettings(Schema):
 
 # --------------------------------------------------------------------------------------------
 # orders
-
-
-class AddressInput(Schema):
-    """A postal address as it is printed on the order (a snapshot, editable while open)."""
-
-    class Meta:
-        unknown = RAISE
-
-    label = Text(100, load_default=None)
-    line1 = Text(200, required=True)
-    line2 = Text(200, load_default=None)
-    postal_code = Text(20, load_default=None)
-    city = Text(100, load_default=None)
-    region = Text(100, load_default=None)
-    country = Text(2, load_default=None, validate=validate.Regexp(
-        r"^[A-Za-z]{2}$", error="a two-letter country code such as BE"))
 
 
 class _Header(Schema):
@@ -211,31 +141,5 @@ class LookupFilter(Schema):
     product_id = Id(load_default=None, allow_none=True)
 
 
-# --------------------------------------------------------------------------------------------
-# loading
-
-
-def flat_errors(messages: Any, prefix: str = "") -> dict[str, list[str]]:
-    """marshmallow's nested messages as ``{"billing_address.line1": ["..."]}``."""
-    out: dict[str, list[str]] = {}
-    if isinstance(messages, Mapping):
-        for key, value in messages.items():
-            path = f"{prefix}.{key}" if prefix else str(key)
-            if isinstance(value, Mapping):
-                out.update(flat_errors(value, path))
-            else:
-                out[path] = [str(v) for v in value] if isinstance(value, list | tuple) else [str(value)]
-    else:
-        out[prefix or "_schema"] = [str(v) for v in messages] if isinstance(messages, list | tuple) else [str(messages)]
-    return out
-
-
-def load(schema: type[Schema], data: Any, what: str) -> dict[str, Any]:
-    """Validate ``data``; a bad value becomes ValidationFailed naming ``what`` and each field."""
-    if not isinstance(data, Mapping):
-        raise ValidationFailed(f"invalid {what}", {"_schema": ["expected an object"]})
-    try:
-        return schema().load(dict(data))
-    except ValidationError as exc:
-        errors = flat_errors(exc.messages)
-    raise ValidationFailed(f"invalid {what}: check {', '.join(sorted(errors))}", errors)
+__all__ = ["MAX_LINES", "OVERDUE", "CancelInput", "Day", "ExtendInput", "HandOverInput", "LookupFilter",
+           "OrderInput", "OrderUpdate", "OrdersSettings", "ReturnInput", "flat_errors", "load"]

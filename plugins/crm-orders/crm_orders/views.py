@@ -11,12 +11,22 @@ The blueprint answers 404 where the plugin is off (the core checks it per reques
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
+from crm_quoting.service import (
+    SPARE_ROWS,
+    find_sku,
+    form_text,
+    is_blank,
+    kept_rows,
+    row_errors,
+    rows_to_send,
+    service_line,
+    spare_rows,
+    stored_rows,
+)
 from flask import Blueprint, flash, g, redirect, render_template, request, url_for
 from werkzeug.datastructures import MultiDict
 
@@ -29,17 +39,12 @@ from crmcore.tenancy.models import Role
 bp = Blueprint("orders", __name__, url_prefix="/orders", template_folder="templates", static_folder="static",
                static_url_path="/static")
 
-#: blank rows the editor offers below the lines
-SPARE_ROWS = 3
-LINE_FIELDS = ("id", "product_id", "product_sku", "sku", "description", "quantity", "unit", "unit_price",
-               "discount_percent", "tax_rate", "position", "remove")
 ADDRESS_FIELDS = ("line1", "line2", "postal_code", "city", "region", "country")
 HEADER_FIELDS = ("contact_id", "order_date", "customer_reference", "requested_date", "promised_date", "notes")
 LOANER_FIELDS = ("unit_description", "unit_serial", "due_back")
 NEW_FIELDS = ("kind", "party_id", "deal_id", "title", "customer_reference", "order_date", *LOANER_FIELDS)
 FILTERS = ("party_id", "deal_id", "status", "kind", "date_from", "date_to", "item", "product_id")
 STATUS_CHOICES = [("", "Any status"), *((s, s) for s in (*STATUSES[:3], "out", OVERDUE, "returned", "cancelled"))]
-_LINE_NAME = re.compile(r"^(lines|charges)\.(\d{1,4})\.(\w+)$")
 
 
 @bp.before_request
@@ -71,16 +76,6 @@ def _safe_next(target: str | None) -> str | None:
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
         return None
     return target
-
-
-def _text(value: Any) -> str:
-    """A value as a form shows it (Decimals without trailing zeros, None as empty)."""
-    if value is None:
-        return ""
-    if isinstance(value, Decimal):
-        normalized = value.normalize()
-        return format(normalized if normalized != normalized.to_integral() else normalized.quantize(Decimal(1)), "f")
-    return str(value)
 
 
 def _party_name(party_id: Any) -> str | None:
@@ -159,26 +154,9 @@ def from_quote(quote_id: int) -> Any:
 # the editor
 
 
-def _line_rows(view: service.OrderView) -> list[dict[str, Any]]:
-    rows = [{"id": ln.id, "product_id": ln.product_id or "", "product_sku": ln.sku if ln.product_id else "",
-             "sku": ln.sku or "", "description": ln.description, "quantity": _text(ln.quantity),
-             "unit": ln.unit or "", "unit_price": _text(ln.unit_price), "discount_percent": _text(ln.discount_percent),
-             "tax_rate": _text(ln.tax_rate), "position": str(i + 1), "price_source": ln.price_source or "",
-             "net": ln.net_amount, "index": i, "remove": ""} for i, ln in enumerate(view.lines)]
-    return rows + _spare(rows, SPARE_ROWS)
-
-
-def _spare(rows: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
-    """Blank rows after ``rows``, numbered after the highest row index in use."""
-    start = max((int(r["index"]) for r in rows), default=-1) + 1
-    return [{name: "" for name in LINE_FIELDS} | {"quantity": "1", "position": str(len(rows) + i + 1),
-                                                  "index": start + i, "net": None, "price_source": ""}
-            for i in range(count)]
-
-
 def _header_values(view: service.OrderView) -> dict[str, Any]:
     order = view.order
-    values = {name: _text(getattr(order, name)) for name in (*HEADER_FIELDS, *LOANER_FIELDS)}
+    values = {name: form_text(getattr(order, name)) for name in (*HEADER_FIELDS, *LOANER_FIELDS)}
     values["unit_sku"] = ""
     if order.unit_product_id:
         from crm_catalog import service as catalog
@@ -204,7 +182,7 @@ def _editor(view: service.OrderView, status: int = 200, *, values: dict[str, Any
                if not key.startswith(("lines.", "billing_address.", "shipping_address.")) and key not in shown}
     contacts = quoting.contacts_of(g.ctx, view.record.party_id) if view.record.party_id else {}
     return _render("orders/editor.html", status, view=view, values=values or _header_values(view),
-                   rows=rows or _line_rows(view), errors=errors, general=general,
+                   rows=rows or stored_rows(view.lines), errors=errors, general=general,
                    message=failed.message if failed else None, contacts=contacts,
                    rates=_rates(view), record_url=_record_url(view.record.id))
 
@@ -214,100 +192,7 @@ def _rates(view: service.OrderView) -> list[str]:
     from crm_quoting import service as quoting
 
     cfg = quoting.settings(g.ctx)
-    return [_text(r) for r in sorted({*cfg.tax_rates, *(ln.tax_rate for ln in view.lines)})]
-
-
-def _form_rows(form: MultiDict, group: str = "lines") -> list[dict[str, Any]]:
-    """The line rows as posted (``lines.<n>.<field>``), in the order of their positions (ties:
-    the order on the page)."""
-    found: dict[int, dict[str, Any]] = {}
-    for key in form:
-        match = _LINE_NAME.match(key)
-        if match and match.group(1) == group and match.group(3) in LINE_FIELDS:
-            found.setdefault(int(match.group(2)), {})[match.group(3)] = form.get(key, "")
-    rows = [{name: "" for name in LINE_FIELDS} | found[i] | {"index": i, "net": None, "price_source": ""}
-            for i in sorted(found)]
-
-    def order(row: dict[str, Any]) -> tuple[float, int]:
-        text = str(row.get("position") or "").strip()
-        return (float(text) if re.fullmatch(r"-?\d{1,6}(\.\d+)?", text) else float("inf"), row["index"])
-
-    return sorted(rows, key=order)
-
-
-def _is_blank(row: dict[str, Any]) -> bool:
-    return not any(str(row.get(k) or "").strip() for k in ("id", "product_id", "sku", "description", "unit_price"))
-
-
-def _find_sku(sku: str, party_id: int | None) -> Any:
-    """The catalog product whose SKU (or the party's part number) is exactly ``sku``, any case."""
-    from crm_catalog import service as catalog
-
-    try:
-        found = catalog.find_products(g.ctx, sku, party_id=party_id, limit=5)
-    except CrmError:
-        return None
-    return next((p for p in found if p.sku.casefold() == sku.casefold()), None)
-
-
-def _resolve_sku(row: dict[str, Any], party_id: int | None, errors: dict[str, list[str]], group: str) -> None:
-    """A product's exact SKU typed in the SKU field picks it; a changed SKU picks another
-    product; an unknown one makes a free line (or, on a catalog line, an error)."""
-    sku = str(row.get("sku") or "").strip()
-    picked = str(row.get("product_id") or "").strip()
-    if picked and (not sku or sku.casefold() == str(row.get("product_sku") or "").strip().casefold()):
-        return
-    if not sku:
-        row["product_id"] = ""
-        return
-    match = _find_sku(sku, party_id)
-    if match is not None:
-        if picked and str(match.id) != picked:  # another product: its own name, unit, price and rate
-            for name in ("description", "unit", "unit_price", "tax_rate"):
-                row[name] = ""
-        row["product_id"], row["sku"] = str(match.id), match.sku
-    elif picked:
-        row["product_id"] = ""
-        errors[f"{group}.{row['index']}.sku"] = [f"no product in the catalog has the SKU {sku!r}"]
-    else:
-        row["product_id"] = ""  # a free line with its own SKU text
-
-
-def _service_line(row: dict[str, Any]) -> dict[str, Any]:
-    line: dict[str, Any] = {}
-    for name in ("id", "product_id", "sku", "description", "quantity", "unit", "unit_price", "discount_percent",
-                 "tax_rate"):
-        value = str(row.get(name) or "").strip()
-        if value:
-            line[name] = value
-        elif name in ("unit_price", "tax_rate"):
-            line[name] = None
-    line.setdefault("discount_percent", "0")
-    return line
-
-
-def _row_errors(errors: Mapping[str, Any], sent: list[dict[str, Any]], group: str = "lines") -> dict[str, Any]:
-    """The service names a line by its place in the list it got; the page by its row."""
-    out: dict[str, Any] = {}
-    for key, value in errors.items():
-        match = _LINE_NAME.match(key)
-        if match and match.group(1) == group and int(match.group(2)) < len(sent):
-            key = f"{group}.{sent[int(match.group(2))]['index']}.{match.group(3)}"
-        out[key] = value
-    return out
-
-
-def _rows_to_send(form: MultiDict, party_id: int | None, group: str) -> tuple[list[dict[str, Any]],
-                                                                            list[dict[str, Any]], dict[str, list[str]]]:
-    rows = _form_rows(form, group)
-    errors: dict[str, list[str]] = {}
-    sent = []
-    for row in rows:
-        if row.get("remove") or _is_blank(row):
-            continue
-        _resolve_sku(row, party_id, errors, group)
-        sent.append(row)
-    return rows, sent, errors
+    return [form_text(r) for r in sorted({*cfg.tax_rates, *(ln.tax_rate for ln in view.lines)})]
 
 
 def _header(form: MultiDict, view: service.OrderView, errors: dict[str, list[str]]) -> dict[str, Any]:
@@ -322,7 +207,7 @@ def _header(form: MultiDict, view: service.OrderView, errors: dict[str, list[str
         sku = (form.get("unit_sku") or "").strip()
         header["unit_product_id"] = None
         if sku:
-            product = _find_sku(sku, view.record.party_id)
+            product = find_sku(g.ctx, sku, view.record.party_id)
             if product is None:
                 errors["unit_sku"] = [f"no product in the catalog has the SKU {sku!r}"]
             else:
@@ -342,19 +227,18 @@ def edit(record_id: int) -> Any:
     if request.method == "GET":
         return _editor(view)
     form = request.form
-    rows, sent, errors = _rows_to_send(form, view.record.party_id, "lines")
+    rows, sent, errors = rows_to_send(g.ctx, form, view.record.party_id, "lines")
     header = _header(form, view, errors)
     try:
         if errors:
             raise ValidationFailed("the order was not saved: check " + ", ".join(sorted(errors)), errors)
-        service.save_order(g.ctx, record_id, header, [_service_line(row) for row in sent])
+        service.save_order(g.ctx, record_id, header, [service_line(row) for row in sent])
     except (ValidationFailed, Conflict) as exc:
         failed = ValidationFailed("The order was not saved: see the marked fields.",
-                                  _row_errors(exc.errors, sent)) if exc.errors else exc
+                                  row_errors(exc.errors, sent)) if exc.errors else exc
         values = {name: form.get(name, "") for name in form if not name.startswith("lines.")}
-        kept = [r for r in rows if not _is_blank(r)]
         return _editor(service.get_order(g.ctx, record_id), exc.status, values=values,
-                       rows=kept + _spare(kept, SPARE_ROWS), failed=failed)
+                       rows=kept_rows(rows, SPARE_ROWS), failed=failed)
     flash("Order saved.", "success")
     if form.get("then") == "close":
         return _see(_record_url(record_id))
@@ -408,9 +292,9 @@ def _step_defaults(name: str, view: service.OrderView) -> dict[str, str]:
     if name == "hand_over":
         order = view.order
         due = order.due_back if order.due_back and order.due_back >= view.today else None
-        return {"lent_on": _text(view.today), "due_back": _text(due)}
+        return {"lent_on": form_text(view.today), "due_back": form_text(due)}
     if name == "return":
-        return {"returned_on": _text(view.today), "condition": ""}
+        return {"returned_on": form_text(view.today), "condition": ""}
     return {"reason": ""}
 
 
@@ -456,26 +340,26 @@ def invoice(record_id: int) -> Any:
     view = service.get_order(g.ctx, record_id)
     loaner = view.order.kind == Kind.LOANER.value
     if request.method == "GET":
-        return _render("orders/invoice.html", view=view, rows=_spare([], SPARE_ROWS) if loaner else [],
+        return _render("orders/invoice.html", view=view, rows=spare_rows([], SPARE_ROWS) if loaner else [],
                        errors={}, message=None, rates=_rates(view))
     data: dict[str, Any] = {}
     rows: list[dict[str, Any]] = []
     sent: list[dict[str, Any]] = []
     try:
         if loaner:
-            rows, sent, errors = _rows_to_send(request.form, view.record.party_id, "charges")
+            rows, sent, errors = rows_to_send(g.ctx, request.form, view.record.party_id, "charges")
             if errors:
                 raise ValidationFailed("no invoice was made: check " + ", ".join(sorted(errors)), errors)
-            data["charges"] = [_service_line(row) for row in sent]
+            data["charges"] = [service_line(row) for row in sent]
         service.create_invoice(g.ctx, record_id, data)
     except (ValidationFailed, Conflict) as exc:
         if not loaner:
             flash(str(exc), "error")
             return _see(_record_url(record_id))
-        kept = [r for r in rows if not _is_blank(r)]
+        kept = [r for r in rows if not is_blank(r)]
         return _render("orders/invoice.html", exc.status, view=service.get_order(g.ctx, record_id),
-                       rows=kept + _spare(kept, max(1, SPARE_ROWS - len(kept))),
-                       errors=_row_errors(exc.errors or {}, sent, "charges"), message=exc.message, rates=_rates(view))
+                       rows=kept_rows(rows, max(1, SPARE_ROWS - len(kept))),
+                       errors=row_errors(exc.errors or {}, sent, "charges"), message=exc.message, rates=_rates(view))
     flash("Invoice draft made: the order is invoiced. Check the invoice, then issue it.", "success")
     return _see(_record_url(record_id))
 

@@ -13,6 +13,7 @@ import pytest
 from crm_invoicing import service as invoicing
 from crm_orders import NAME, service
 from crm_quoting import service as quoting
+from crm_quoting.testing import edit_form
 from sqlalchemy import func, select
 
 from crmcore.errors import Veto
@@ -27,16 +28,6 @@ from .conftest import accepted_quote, line, new_contact, new_party  # noqa: TID2
 def fresh(ctx, record_id):
     ctx.session.rollback()
     return service.get_order(ctx, record_id)
-
-
-def form_of(record, **changes):
-    """The core's Edit form as the browser posts it: every field with its current value."""
-    data = {"title": record.title, "party_id": record.party_id, "contact_id": record.contact_id,
-            "owner_id": record.owner_id, "amount": record.amount, "currency": record.currency,
-            "expected_close_date": record.expected_close_date, "description": record.description,
-            "proposed_solution": record.proposed_solution}
-    data.update(changes)
-    return {k: "" if v is None else str(v) for k, v in data.items()}
 
 
 def fulfilled(ctx, *, with_contact=True):
@@ -101,14 +92,14 @@ def test_the_generic_edit_form_shows_the_refusal_and_keeps_the_order(o, client):
     record = fulfilled(o)
     before = fresh(o, record.id).record
     other = new_party(o)
-    response = client.post(f"/records/{record.id}/edit", form_of(before, party_id=other.id, contact_id=None,
+    response = client.post(f"/records/{record.id}/edit", edit_form(before, party_id=other.id, contact_id=None,
                                                                   amount="1"))
     page = response.get_data(as_text=True)
     assert response.status_code == 409
     assert f"Order {before.reference} is fulfilled: its party, contact and amount can no longer change" in page
     after = fresh(o, record.id).record
     assert (after.party_id, after.contact_id, after.amount) == (before.party_id, before.contact_id, before.amount)
-    saved = client.post(f"/records/{record.id}/edit", form_of(before, description="Signed for by Ann"))
+    saved = client.post(f"/records/{record.id}/edit", edit_form(before, description="Signed for by Ann"))
     assert saved.status_code == 303
     assert fresh(o, record.id).record.description == "Signed for by Ann"
 

@@ -34,6 +34,8 @@ from crm_quoting.types import QUOTE
 from crmcore.errors import Veto
 
 if TYPE_CHECKING:
+    from decimal import Decimal
+
     from crmcore.context import Context
     from crmcore.records.models import Record
 
@@ -44,9 +46,40 @@ LOCKED = ("title", "party_id", "contact_id")
 WORDS = {"title": "title", "party_id": "party", "contact_id": "contact", "amount": "amount", "currency": "currency"}
 
 
-def _listed(fields: list[str]) -> str:
+def listed(fields: list[str]) -> str:
+    """Record fields as a message names them: "party, contact and amount"."""
     words = [WORDS[f] for f in fields]
     return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
+
+
+def amount_errors(record: Record, changes: dict[str, Any], net_amount: Decimal, currency: str,
+                  document: str) -> dict[str, list[str]]:
+    """The errors of a change of a priced document's record (a quote, an order) whose amount is
+    not its lines' net total (None while negative) or whose currency is not its lines'."""
+    errors: dict[str, list[str]] = {}
+    if "amount" in changes and record.amount != (net_amount if net_amount >= 0 else None):
+        shown = money_text(net_amount, currency)
+        errors["amount"] = [f"its amount is the net total of its lines ({shown}): change the lines in the "
+                            f"{document} editor"]
+    if "currency" in changes and record.currency != currency:
+        errors["currency"] = [f"its currency is that of its lines ({currency})"]
+    return errors
+
+
+def locked_refusals(changes: dict[str, Any], errors: dict[str, list[str]]) -> list[str]:
+    """The fields a change of a document that is no longer editable may not touch: title, party
+    and contact whatever the value, and a wrong amount or currency."""
+    return [f for f in WATCHED if f in changes and (f in LOCKED or f in errors)]
+
+
+def refuse_open_change(name: str, changes: dict[str, Any], errors: dict[str, list[str]], document: str) -> None:
+    """Veto a change of an editable document's record: a new party (its lines are priced for
+    the one it has) and the ``errors`` found, first message of each in :data:`WATCHED` order."""
+    if "party_id" in changes and changes["party_id"][0] is not None:
+        errors["party_id"] = [f"it keeps its party (its lines are priced for it): make a new {document} for "
+                              "another party"]
+    if errors:
+        raise Veto(f"{name} was not saved: " + "; ".join(errors[f][0] for f in WATCHED if f in errors), errors)
 
 
 def check_save(ctx: Context, record: Record, changes: dict[str, Any], created: bool) -> None:
@@ -59,24 +92,15 @@ def check_save(ctx: Context, record: Record, changes: dict[str, Any], created: b
         return
     name = label(record, quote)
     name = name[:1].upper() + name[1:]
-    errors: dict[str, list[str]] = {}
-    if "amount" in changes and record.amount != (quote.net_amount if quote.net_amount >= 0 else None):
-        shown = money_text(quote.net_amount, quote.currency)
-        errors["amount"] = [f"its amount is the net total of its lines ({shown}): change the lines in the "
-                            "quote editor"]
-    if "currency" in changes and record.currency != quote.currency:
-        errors["currency"] = [f"its currency is that of its lines ({quote.currency})"]
+    errors = amount_errors(record, changes, quote.net_amount, quote.currency, "quote")
     if quote.status != Status.DRAFT:
         status = effective_status(quote, today(ctx))
-        refused = [f for f in WATCHED if f in changes and (f in LOCKED or f in errors)]
+        refused = locked_refusals(changes, errors)
         if refused:
             then = "an accepted quote is final" if status == Status.ACCEPTED else "make a new version to change it"
-            raise Veto(f"{name} is {status}: its {_listed(refused)} can no longer change ({then})",
+            raise Veto(f"{name} is {status}: its {listed(refused)} can no longer change ({then})",
                        {f: [f"can no longer change: the quote is {status}"] for f in refused})
         return
-    if "party_id" in changes and changes["party_id"][0] is not None:
-        errors["party_id"] = ["it keeps its party (its lines are priced for it): make a new quote for another party"]
-    if errors:
-        raise Veto(f"{name} was not saved: " + "; ".join(errors[f][0] for f in WATCHED if f in errors), errors)
+    refuse_open_change(name, changes, errors, "quote")
     if "contact_id" in changes:
         quote.contact_id = record.contact_id  # the draft's details follow (its PDF and send form)

@@ -25,7 +25,7 @@ such a document prices its lines by exactly the rule of its quote.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
@@ -271,15 +271,22 @@ def _free_line(pricing: Pricing, line: dict[str, Any], errors: dict[str, list[st
 
 
 def write_lines(ctx: Context, quote_id: int, priced: Sequence[PricedLine], existing: Mapping[int, QuoteLine]) -> None:
-    """Make the quote's lines exactly ``priced``, in that order: lines given by id are updated
-    in place (their ids stay), the others removed, new ones inserted."""
+    """Make the quote's lines exactly ``priced``, in that order (see :func:`store_lines`)."""
+    store_lines(ctx, priced, existing, lambda: QuoteLine(quote_id=quote_id))
+
+
+def store_lines(ctx: Context, priced: Sequence[PricedLine], existing: Mapping[int, Any], new_row: Callable[[], Any],
+                *, start: int = 1) -> None:
+    """Make a document's lines exactly ``priced``, in that order, numbered from ``start``: the
+    rows of ``existing`` given by id are updated in place (their ids stay), the others removed,
+    new ones made by ``new_row`` (a row of the caller's own table, with its document set)."""
     kept = {p.existing_id for p in priced if p.existing_id is not None}
     for line_id, row in existing.items():
         if line_id not in kept:
             ctx.session.delete(row)
     ctx.session.flush()
-    for position, p in enumerate(priced, start=1):
-        row = existing[p.existing_id] if p.existing_id is not None else QuoteLine(quote_id=quote_id)
+    for position, p in enumerate(priced, start=start):
+        row = existing[p.existing_id] if p.existing_id is not None else new_row()
         row.position = position
         row.product_id, row.sku, row.description = p.product_id, p.sku, p.description
         row.quantity, row.unit, row.unit_price = p.quantity, p.unit, p.unit_price
@@ -298,4 +305,4 @@ def stored_amounts(line: StoredLine) -> LineAmounts:
 
 
 __all__ = ["MANUAL_PRICE", "Pricing", "PricedLine", "StoredLine", "as_input", "load_lines", "price_lines",
-           "pricing_for", "stored_amounts", "write_lines", "ZERO"]
+           "pricing_for", "store_lines", "stored_amounts", "write_lines", "ZERO"]

@@ -102,20 +102,13 @@ class Quote(IdMixin, TimestampMixin, QuotingBase):
         BigId, ForeignKey(core_column("attachments.id"), ondelete="SET NULL"))
 
 
-class QuoteLine(IdMixin, QuotingBase):
-    """One line: a catalog product (``product_id``) or free text; a credit (a trade-in) is a
-    negative unit price, never a negative quantity."""
+class LineColumns:
+    """The columns of a line priced by quoting's rule (:func:`crm_quoting.service.price_lines`):
+    a quote's lines and other plugins' documents priced like them (crm-orders' order lines) mix
+    them into a table of their own MetaData, beside its ``business_id`` and document id (their
+    migrations write the same columns). A credit (a trade-in) is a negative unit price, never a
+    negative quantity."""
 
-    __tablename__ = "quoting_quote_lines"
-    __table_args__ = (
-        Index("ix_quoting_quote_lines_quote", "business_id", "quote_id", "position"),
-        CheckConstraint("quantity > 0", name="quantity"),
-        CheckConstraint("discount_percent >= 0 and discount_percent <= 100", name="discount_percent"),
-        CheckConstraint("tax_rate >= 0 and tax_rate <= 100", name="tax_rate"),
-    )
-
-    business_id: Mapped[int] = _business()
-    quote_id: Mapped[int] = mapped_column(BigId, ForeignKey("quoting_quotes.id", ondelete="CASCADE"))
     position: Mapped[int] = mapped_column(Integer)
     product_id: Mapped[int | None] = mapped_column(BigId)
     sku: Mapped[str | None] = mapped_column(String(64))
@@ -133,3 +126,19 @@ class QuoteLine(IdMixin, QuotingBase):
     net_amount: Mapped[Decimal] = mapped_column(Money)
     tax_amount: Mapped[Decimal] = mapped_column(Money)
     total_amount: Mapped[Decimal] = mapped_column(Money)
+
+
+class QuoteLine(IdMixin, LineColumns, QuotingBase):
+    """One line: a catalog product (``product_id``) or free text; a credit (a trade-in) is a
+    negative unit price, never a negative quantity."""
+
+    __tablename__ = "quoting_quote_lines"
+    __table_args__ = (
+        Index("ix_quoting_quote_lines_quote", "business_id", "quote_id", "position"),
+        CheckConstraint("quantity > 0", name="quantity"),
+        CheckConstraint("discount_percent >= 0 and discount_percent <= 100", name="discount_percent"),
+        CheckConstraint("tax_rate >= 0 and tax_rate <= 100", name="tax_rate"),
+    )
+
+    business_id: Mapped[int] = _business()
+    quote_id: Mapped[int] = mapped_column(BigId, ForeignKey("quoting_quotes.id", ondelete="CASCADE"))

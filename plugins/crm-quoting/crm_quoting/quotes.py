@@ -224,9 +224,11 @@ def contacts_of(ctx: Context, party_id: int) -> dict[int, dict[str, Any]]:
     return out
 
 
-def check_contact(ctx: Context, contact_id: int | None, party_id: int, errors: dict[str, list[str]]) -> None:
+def check_contact(ctx: Context, contact_id: int | None, party_id: int, errors: dict[str, list[str]],
+                  document: str = "quote") -> None:
+    """An error on ``contact_id`` unless it is None or an active contact of the party."""
     if contact_id is not None and contact_id not in contacts_of(ctx, party_id):
-        errors["contact_id"] = [f"contact {contact_id} is not an active contact of the quote's party"]
+        errors["contact_id"] = [f"contact {contact_id} is not an active contact of the {document}'s party"]
 
 
 def check_dates(quote_date: dt.date, valid_until: dt.date | None, errors: dict[str, list[str]]) -> None:
@@ -234,7 +236,9 @@ def check_dates(quote_date: dt.date, valid_until: dt.date | None, errors: dict[s
         errors["valid_until"] = ["must be on or after the quote's date"]
 
 
-def _party(ctx: Context, party_id: int, errors: dict[str, list[str]], field: str = "party_id") -> Any:
+def party_or_error(ctx: Context, party_id: int, errors: dict[str, list[str]], field: str = "party_id") -> Any:
+    """The party a document is made out to, or None with the reason in ``errors[field]`` (not
+    found, merged, archived)."""
     try:
         party = parties.get_party(ctx, party_id)
     except NotFound:
@@ -249,7 +253,9 @@ def _party(ctx: Context, party_id: int, errors: dict[str, list[str]], field: str
     return party
 
 
-def _deal(ctx: Context, deal_id: int, errors: dict[str, list[str]]) -> Record | None:
+def deal_or_error(ctx: Context, deal_id: int, errors: dict[str, list[str]]) -> Record | None:
+    """The deal a document is made for, or None with the reason in ``errors["deal_id"]`` (not
+    found, not a deal, archived)."""
     try:
         deal = records.get_record(ctx, deal_id)
     except NotFound:
@@ -318,7 +324,7 @@ def create_quote(ctx: Context, data: Mapping[str, Any]) -> Record:
     values = load(QuoteInput, data, "quote")
     cfg = settings(ctx)
     errors: dict[str, list[str]] = {}
-    deal = _deal(ctx, values["deal_id"], errors) if values["deal_id"] is not None else None
+    deal = deal_or_error(ctx, values["deal_id"], errors) if values["deal_id"] is not None else None
     party_id = values["party_id"]
     if deal is not None:
         if deal.party_id is None:
@@ -328,7 +334,7 @@ def create_quote(ctx: Context, data: Mapping[str, Any]) -> Record:
         party_id = party_id or deal.party_id
     if party_id is None and "deal_id" not in errors:
         errors["party_id"] = ["a quote is for a party: give party_id (or a deal that has one)"]
-    party = _party(ctx, party_id, errors) if party_id is not None and "party_id" not in errors else None
+    party = party_or_error(ctx, party_id, errors) if party_id is not None and "party_id" not in errors else None
     if errors:
         raise ValidationFailed("invalid quote: check " + ", ".join(sorted(errors)), errors)
     contact_id = values["contact_id"]

@@ -201,7 +201,7 @@ class QuotingSettings(Schema):
 
 
 class AddressInput(Schema):
-    """A postal address as it is printed on the quote (a snapshot, editable)."""
+    """A postal address as it is printed on a quote (or another plugin's order: a snapshot, editable)."""
 
     class Meta:
         unknown = RAISE

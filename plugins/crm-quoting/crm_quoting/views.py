@@ -11,9 +11,6 @@ write is for members (the services check the role again).
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
-from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,6 +20,15 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.routing import BuildError
 
 from crm_quoting import documents, service
+from crm_quoting.line_form import (
+    SPARE_ROWS,
+    form_text,
+    kept_rows,
+    row_errors,
+    rows_to_send,
+    service_line,
+    stored_rows,
+)
 from crm_quoting.models import Status
 from crm_quoting.schemas import rate_text
 from crmcore.errors import Conflict, CrmError, PermissionDenied, ValidationFailed
@@ -31,13 +37,8 @@ from crmcore.tenancy.models import Role
 bp = Blueprint("quoting", __name__, url_prefix="/quotes", template_folder="templates", static_folder="static",
                static_url_path="/static")
 
-#: blank rows the editor offers below the lines (quoting.js adds more)
-SPARE_ROWS = 3
-LINE_FIELDS = ("id", "product_id", "product_sku", "sku", "description", "quantity", "unit", "unit_price",
-               "discount_percent", "tax_rate", "position", "remove")
 ADDRESS_FIELDS = ("line1", "line2", "postal_code", "city", "region", "country")
 HEADER_FIELDS = ("contact_id", "quote_date", "valid_until", "intro", "terms")
-_LINE_NAME = re.compile(r"^lines\.(\d{1,4})\.(\w+)$")
 
 
 @bp.before_request
@@ -80,16 +81,6 @@ def _optional_url(endpoint: str, **values: Any) -> str | None:
         return url_for(endpoint, **values)
     except BuildError:
         return None
-
-
-def _text(value: Any) -> str:
-    """A value as a form shows it (Decimals without trailing zeros, None as empty)."""
-    if value is None:
-        return ""
-    if isinstance(value, Decimal):
-        normalized = value.normalize()
-        return format(normalized if normalized != normalized.to_integral() else normalized.quantize(Decimal(1)), "f")
-    return str(value)
 
 
 # --------------------------------------------------------------------------------------------
@@ -155,26 +146,10 @@ def new_quote() -> Any:
 # the editor
 
 
-def _line_rows(view: service.QuoteView) -> list[dict[str, Any]]:
-    rows = [{"id": ln.id, "product_id": ln.product_id or "", "product_sku": ln.sku if ln.product_id else "",
-             "sku": ln.sku or "", "description": ln.description, "quantity": _text(ln.quantity),
-             "unit": ln.unit or "", "unit_price": _text(ln.unit_price), "discount_percent": _text(ln.discount_percent),
-             "tax_rate": _text(ln.tax_rate), "position": str(i + 1), "price_source": ln.price_source or "",
-             "net": ln.net_amount, "origin": ln.origin or "", "index": i} for i, ln in enumerate(view.lines)]
-    return rows + _spare(rows, SPARE_ROWS)
-
-
-def _spare(rows: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
-    """Blank rows after ``rows``, numbered after the highest row index in use."""
-    start = max((int(r["index"]) for r in rows), default=-1) + 1
-    return [{name: "" for name in LINE_FIELDS} | {"quantity": "1", "position": str(len(rows) + i + 1),
-                                                  "index": start + i} for i in range(count)]
-
-
 def _header_values(view: service.QuoteView) -> dict[str, Any]:
     quote = view.quote
-    values = {"contact_id": _text(quote.contact_id), "quote_date": _text(quote.quote_date),
-              "valid_until": _text(quote.valid_until), "intro": quote.intro or "", "terms": quote.terms or ""}
+    values = {"contact_id": form_text(quote.contact_id), "quote_date": form_text(quote.quote_date),
+              "valid_until": form_text(quote.valid_until), "intro": quote.intro or "", "terms": quote.terms or ""}
     for kind in ("billing_address", "shipping_address"):
         address = getattr(quote, kind) or {}
         for name in ADDRESS_FIELDS:
@@ -191,77 +166,10 @@ def _editor(view: service.QuoteView, status: int = 200, *, values: dict[str, Any
                if not key.startswith(("lines.", "billing_address.", "shipping_address.")) and key not in HEADER_FIELDS}
     rates = sorted({*cfg.tax_rates, *(ln.tax_rate for ln in view.lines)})
     return _render("quoting/editor.html", status, view=view, values=values or _header_values(view),
-                   rows=rows or _line_rows(view), errors=errors, general=general,
+                   rows=rows or stored_rows(view.lines), errors=errors, general=general,
                    message=failed.message if failed else None, contacts=contacts,
                    rates=[rate_text(r) for r in rates], default_rate=rate_text(cfg.default_tax_rate),
                    search_url=_optional_url("catalog.search_json"), record_url=_record_url(view.record.id))
-
-
-def _form_rows(form: MultiDict) -> list[dict[str, Any]]:
-    """The line rows as posted (``lines.<n>.<field>``), in the order of their positions
-    (ties: the order on the page)."""
-    found: dict[int, dict[str, Any]] = {}
-    for key in form:
-        match = _LINE_NAME.match(key)
-        if match and match.group(2) in LINE_FIELDS:
-            found.setdefault(int(match.group(1)), {})[match.group(2)] = form.get(key, "")
-    rows = []
-    for index in sorted(found):
-        row = {name: "" for name in LINE_FIELDS} | found[index]
-        row["index"] = index
-        rows.append(row)
-
-    def order(row: dict[str, Any]) -> tuple[float, int]:
-        text = str(row.get("position") or "").strip()
-        return (float(text) if re.fullmatch(r"-?\d{1,6}(\.\d+)?", text) else float("inf"), row["index"])
-
-    return sorted(rows, key=order)
-
-
-def _is_blank(row: dict[str, Any]) -> bool:
-    return not any(str(row.get(k) or "").strip() for k in ("id", "product_id", "sku", "description", "unit_price"))
-
-
-def _resolve_sku(row: dict[str, Any], party_id: int | None, errors: dict[str, list[str]]) -> None:
-    """Without the picker (no JavaScript) a product's exact SKU (any case) typed in the SKU
-    field picks it; a changed SKU picks another product; an unknown one makes a free line."""
-    from crm_catalog import service as catalog
-
-    sku = str(row.get("sku") or "").strip()
-    picked = str(row.get("product_id") or "").strip()
-    if picked and (not sku or sku.casefold() == str(row.get("product_sku") or "").strip().casefold()):
-        return
-    if not sku:
-        row["product_id"] = ""
-        return
-    try:
-        found = catalog.find_products(g.ctx, sku, party_id=party_id, limit=5)
-    except CrmError:
-        found = []
-    match = next((p for p in found if p.sku.casefold() == sku.casefold()), None)
-    if match is not None:
-        if picked and str(match.id) != picked:  # another product: its own name, unit, price and rate
-            for name in ("description", "unit", "unit_price", "tax_rate"):
-                row[name] = ""
-        row["product_id"], row["sku"] = str(match.id), match.sku
-    elif picked:
-        row["product_id"] = ""
-        errors[f"lines.{row['index']}.sku"] = [f"no product in the catalog has the SKU {sku!r}"]
-    else:
-        row["product_id"] = ""  # a free line with its own SKU text
-
-
-def _service_line(row: dict[str, Any]) -> dict[str, Any]:
-    line: dict[str, Any] = {}
-    for name in ("id", "product_id", "sku", "description", "quantity", "unit", "unit_price", "discount_percent",
-                 "tax_rate"):
-        value = str(row.get(name) or "").strip()
-        if value:
-            line[name] = value
-        elif name in ("unit_price", "tax_rate"):
-            line[name] = None
-    line.setdefault("discount_percent", "0")
-    return line
 
 
 def _header(form: MultiDict) -> dict[str, Any]:
@@ -285,40 +193,21 @@ def edit(record_id: int) -> Any:
     if request.method == "GET":
         return _editor(view)
     form = request.form
-    rows = _form_rows(form)
-    errors: dict[str, list[str]] = {}
-    sent: list[dict[str, Any]] = []
-    for row in rows:
-        if row.get("remove") or _is_blank(row):
-            continue
-        _resolve_sku(row, view.record.party_id, errors)
-        sent.append(row)
+    rows, sent, errors = rows_to_send(g.ctx, form, view.record.party_id)
     try:
         if errors:
             raise ValidationFailed("the quote was not saved: check " + ", ".join(sorted(errors)), errors)
-        service.save_draft(g.ctx, record_id, _header(form), [_service_line(row) for row in sent])
+        service.save_draft(g.ctx, record_id, _header(form), [service_line(row) for row in sent])
     except (ValidationFailed, Conflict) as exc:
         failed = ValidationFailed("The quote was not saved: see the marked fields.",
-                                  _row_errors(exc.errors, sent)) if exc.errors else exc
+                                  row_errors(exc.errors, sent)) if exc.errors else exc
         values = {name: form.get(name, "") for name in form if not name.startswith("lines.")}
-        kept = [r for r in rows if not _is_blank(r)]
         return _editor(service.get_quote(g.ctx, record_id), exc.status, values=values,
-                       rows=kept + _spare(kept, SPARE_ROWS), failed=failed)
+                       rows=kept_rows(rows, SPARE_ROWS), failed=failed)
     flash("Quote saved.", "success")
     if form.get("then") == "close":
         return _see(_record_url(record_id))
     return _see(url_for("quoting.edit", record_id=record_id))
-
-
-def _row_errors(errors: Mapping[str, Any], sent: list[dict[str, Any]]) -> dict[str, Any]:
-    """The service names a line by its place in the list it got; the page by its row."""
-    out: dict[str, Any] = {}
-    for key, value in errors.items():
-        match = _LINE_NAME.match(key)
-        if match and int(match.group(1)) < len(sent):
-            key = f"lines.{sent[int(match.group(1))]['index']}.{match.group(2)}"
-        out[key] = value
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -395,7 +284,7 @@ def send(record_id: int) -> Any:
     contacts = documents.recipients(g.ctx, view)
     chosen = view.quote.contact_id if view.quote.contact_id in contacts else None
     if request.method == "GET":
-        values = {"contact_id": _text(chosen), "to": "", "subject": documents.default_subject(g.ctx, view),
+        values = {"contact_id": form_text(chosen), "to": "", "subject": documents.default_subject(g.ctx, view),
                   "message": documents.default_message(g.ctx, view, contacts[chosen]["name"] if chosen else None)}
         return _render("quoting/send.html", view=view, contacts=contacts, values=values, errors={}, message=None)
     values = {name: request.form.get(name, "") for name in ("contact_id", "to", "subject", "message")}

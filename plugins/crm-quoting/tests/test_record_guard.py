@@ -10,6 +10,7 @@ from decimal import Decimal as D
 
 import pytest
 from crm_quoting import NAME, service
+from crm_quoting.testing import edit_form
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -28,16 +29,6 @@ def fresh(ctx, record_id):
 
 def state(record):
     return record.title, record.party_id, record.contact_id, record.amount, record.currency, record.description
-
-
-def form_of(record, **changes):
-    """The core's Edit form as the browser posts it: every field with its current value."""
-    data = {"title": record.title, "party_id": record.party_id, "contact_id": record.contact_id,
-            "owner_id": record.owner_id, "amount": record.amount, "currency": record.currency,
-            "expected_close_date": record.expected_close_date, "description": record.description,
-            "proposed_solution": record.proposed_solution}
-    data.update(changes)
-    return {k: "" if v is None else str(v) for k, v in data.items()}
 
 
 def sent(ctx, party=None, contact=None):
@@ -79,12 +70,12 @@ def test_a_sent_quote_refuses_exactly_the_fields_it_depends_on(q, wanted):
 
 def test_the_generic_edit_form_shows_the_refusal_and_keeps_the_quote(q, client):
     record = sent(q)
-    response = client.post(f"/records/{record.id}/edit", form_of(record, title="Cheaper now", amount="10"))
+    response = client.post(f"/records/{record.id}/edit", edit_form(record, title="Cheaper now", amount="10"))
     assert response.status_code == 409
     page = response.get_data(as_text=True)
     assert f"Quote {record.reference} is sent: its title and amount can no longer change" in page
     assert state(fresh(q, record.id).record) == state(record)
-    saved = client.post(f"/records/{record.id}/edit", form_of(record, description="Called on Monday"))
+    saved = client.post(f"/records/{record.id}/edit", edit_form(record, description="Called on Monday"))
     assert saved.status_code == 303 and fresh(q, record.id).record.description == "Called on Monday"
 
 

@@ -7,32 +7,16 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from contextlib import contextmanager
 
 from crm_quoting import service
 from crm_quoting.plugin import PLUGIN, crm_record_statuses
-from sqlalchemy import event, text
+from sqlalchemy import text
 
 from crmcore import HOOK_API_VERSION
 from crmcore.records import service as records
 from crmcore.records.statuses import record_statuses
 
-from .conftest import line, new_deal, new_party  # noqa: TID252
-
-
-@contextmanager
-def statements(ctx):
-    seen: list[str] = []
-
-    def count(_conn, _cursor, statement, *_args):
-        seen.append(statement)
-
-    engine = ctx.crm.db.engine
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
+from .conftest import line, new_deal, new_party, statements  # noqa: TID252
 
 
 def quote(ctx, party=None):
