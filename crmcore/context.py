@@ -148,7 +148,7 @@ class Context:
             names = [impl.plugin_name for impl in getattr(self.hooks, hook_name).get_hookimpls()]
         if not names:
             return
-        self._pending.extend(enqueue_hook(self, hook_name, names, kwargs))
+        enqueue_hook(self, hook_name, names, kwargs)
 
     def plugin_settings(self, plugin: str) -> dict[str, Any]:
         """The plugin's settings for this business, secrets decrypted (``$env:`` resolved)."""

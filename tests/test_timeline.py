@@ -51,7 +51,9 @@ def test_log_event_fills_party_from_record_and_actor(ctx):
     assert event_.party_id == p.id and event_.record_id == r.id
     assert event_.actor_id == ctx.user_id
     assert event_.occurred_at.tzinfo is not None
-    assert ctx.session.get(TimelineEvent, event_.id).data == {"to": "Won"}
+    assert event_.id is None  # written at commit with the transaction's other append-only rows
+    stored = ctx.session.scalars(select(TimelineEvent).where(TimelineEvent.kind == "stage_change")).one()
+    assert (stored.party_id, stored.record_id, stored.data) == (p.id, r.id, {"to": "Won"})
 
 
 def test_log_event_truncates_summary(ctx):

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
+from crmcore import journal
 from crmcore.audit.models import AuditEntry
 from crmcore.context import use_case
 from crmcore.db import dumps, utcnow
@@ -40,17 +41,18 @@ def _jsonable(value: Any) -> Any:
     return _redact(json.loads(dumps(value)))
 
 
-_INSERT = AuditEntry.__table__.insert()
+_TABLE = AuditEntry.__table__
 
 
 def record(ctx: Context, action: str, entity: Any = None, *, entity_type: str | None = None,
            entity_id: int | None = None, changes: dict[str, Any] | None = None) -> AuditEntry:
-    """Write an audit entry in the current transaction (call inside a use case); returns a
-    detached copy of the row.
+    """Add an audit entry to the current transaction (call inside a use case); returns a
+    detached copy of the row, without its id.
 
-    One Core INSERT on the session's connection: every write use case audits, and the ORM's unit
-    of work cost more than the insert itself. Core statements bypass the tenant scope, so
-    ``business_id`` is set here explicitly from the context.
+    Written at commit with the transaction's other append-only rows, in one statement
+    (:mod:`crmcore.journal`): every write use case audits, and a round trip of its own cost more
+    than the row. Core statements bypass the tenant scope, so ``business_id`` is set here
+    explicitly from the context.
     """
     if entity is not None:
         entity_type = entity_type or type(entity).__name__.lower()
@@ -64,8 +66,8 @@ def record(ctx: Context, action: str, entity: Any = None, *, entity_type: str | 
         "entity_id": entity_id,
         "changes": _jsonable(changes or {}),
     }
-    result = ctx.session.connection().execute(_INSERT, values)
-    return AuditEntry(id=result.inserted_primary_key[0], **values)
+    journal.append(ctx.session, _TABLE, [values])
+    return AuditEntry(**values)
 
 
 def history(ctx: Context, entity_type: str, entity_id: int, limit: int = 100) -> list[AuditEntry]:

@@ -33,6 +33,7 @@ from urllib.parse import quote, quote_plus
 from sqlalchemy import bindparam, case, delete, func, literal, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from crmcore import journal
 from crmcore.db import dumps, tenant_classes, utcnow
 from crmcore.outbox.models import CLAIMABLE, OutboxMessage, OutboxStatus
 
@@ -92,19 +93,15 @@ def hydrate_args(ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-_INSERT = _outbox.insert().returning(_outbox.c.id)
+def enqueue_hook(ctx: Context, hook_name: str, plugins: list[str], kwargs: dict[str, Any]) -> None:
+    """Queue ``hook_name`` for each of ``plugins`` in the current transaction.
 
-
-def enqueue_hook(ctx: Context, hook_name: str, plugins: list[str], kwargs: dict[str, Any]) -> list[int]:
-    """Queue ``hook_name`` for each of ``plugins`` in the current transaction; returns the new
-    rows' ids.
-
-    All rows go in one Core INSERT (a stage change with five plugins wrote five ORM rows before,
-    each with the unit of work's overhead). Core statements bypass the tenant scope, so
-    ``business_id`` is set here from the context.
+    The rows are written at commit with the transaction's other append-only rows, in one
+    statement (:mod:`crmcore.journal`), and their ids join ``ctx``'s jobs to run after commit.
+    Core statements bypass the tenant scope, so ``business_id`` is set here from the context.
     """
     if not plugins:
-        return []
+        return
     payload = serialize_args(kwargs)
     now = utcnow()
     rows = [{
@@ -122,7 +119,7 @@ def enqueue_hook(ctx: Context, hook_name: str, plugins: list[str], kwargs: dict[
         "created_at": now,
         "updated_at": now,
     } for plugin in plugins]
-    return list(ctx.session.connection().execute(_INSERT, rows).scalars())
+    journal.append(ctx.session, _outbox, rows, on_ids=ctx._pending.extend)
 
 
 def enqueue(ctx: Context, kind: str, topic: str, payload: dict[str, Any], *, idempotency_key: str,
@@ -144,6 +141,7 @@ def enqueue(ctx: Context, kind: str, topic: str, payload: dict[str, Any], *, ide
         "next_attempt_at": now + dt.timedelta(seconds=max(0.0, delay)),
         "user_id": ctx.user_id, "created_at": now, "updated_at": now,
     }
+    journal.write(ctx.session)  # queued hook jobs first: rows keep the order they were queued in
     dialect = ctx.session.get_bind().dialect.name
     insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(_outbox)
     stmt = insert.values(values).on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(_outbox.c.id)

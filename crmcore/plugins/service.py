@@ -167,7 +167,7 @@ def _emit_toggle(ctx: Context, hook_name: str, name: str) -> None:
     from crmcore.outbox.service import enqueue_hook
 
     if name in ctx.crm.registry.implementers(hook_name):
-        ctx._pending.extend(enqueue_hook(ctx, hook_name, [name], {"plugin": name}))
+        enqueue_hook(ctx, hook_name, [name], {"plugin": name})
 
 
 @use_case(Role.ADMIN)

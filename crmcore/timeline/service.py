@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import delete, select, update
 
+from crmcore import journal
 from crmcore.audit import service as audit
 from crmcore.context import Context, get_or_404, use_case
 from crmcore.db import utcnow
@@ -44,20 +45,22 @@ REF_MODELS: dict[str, type] = {"note": Note, "attachment": Attachment, "reminder
 # events
 
 
-_INSERT_EVENT = TimelineEvent.__table__.insert()
+_EVENTS = TimelineEvent.__table__
 _RECORD_PARTY = select(Record.party_id)
 
 
 def log_event(ctx: Context, kind: str, summary: str, *, party_id: int | None = None,
               record_id: int | None = None, ref_type: str | None = None, ref_id: int | None = None,
               data: dict[str, Any] | None = None) -> TimelineEvent:
-    """Write a feed event in the current transaction; returns a detached copy of the row.
+    """Add a feed event to the current transaction; returns a detached copy of the row, without
+    its id.
 
     An event about a record also carries the record's party (looked up when not given), so the
-    party's feed shows its records' history without a join. The row is written with one Core
-    INSERT (every write use case logs one, and the ORM's unit of work cost more than the insert);
-    Core statements bypass the tenant scope, so ``business_id`` is set here from the context.
-    The rows it points at must be flushed already (their ids are what the caller passes).
+    party's feed shows its records' history without a join. The row is written at commit with the
+    transaction's other append-only rows, in one statement (:mod:`crmcore.journal`; every write
+    use case logs one, and a round trip of its own cost more than the row); Core statements
+    bypass the tenant scope, so ``business_id`` is set here from the context. The rows it points
+    at must be flushed already (their ids are what the caller passes).
     """
     if record_id is not None and party_id is None:
         party_id = ctx.session.scalar(_RECORD_PARTY.where(Record.id == record_id))
@@ -73,8 +76,8 @@ def log_event(ctx: Context, kind: str, summary: str, *, party_id: int | None = N
         "occurred_at": utcnow(),
         "data": dict(data or {}),
     }
-    result = ctx.session.connection().execute(_INSERT_EVENT, values)
-    return TimelineEvent(id=result.inserted_primary_key[0], **values)
+    journal.append(ctx.session, _EVENTS, [values])
+    return TimelineEvent(**values)
 
 
 def _clip(text: str, size: int) -> str:
