@@ -1,6 +1,7 @@
 """``python -m benchmarks run --size 100k|1m [--database URL] [--keep]``: everything at scale
 (``--reuse DB`` measures again on a kept database);
 ``python -m benchmarks core [--database URL] [--n N]``: the core service paths alone;
+``python -m benchmarks roundtrips [--database URL]``: a write with the round-trip savings on and off;
 ``python -m benchmarks outbox [--database URL] [--jobs N]``: the outbox worker;
 ``python -m benchmarks peer --size 100k [--database URL]``: crmcore beside Django-CRM, same data."""
 
@@ -16,6 +17,10 @@ def main(argv: list[str] | None = None) -> int:
     core = sub.add_parser("core", help="party create, stage change with plugins, hook dispatch overhead")
     core.add_argument("--database", help="database URL (default: a temporary SQLite file)")
     core.add_argument("--n", type=int, default=500, help="operations per measurement")
+    trips = sub.add_parser("roundtrips", help="create and stage change with the round-trip savings on and off")
+    trips.add_argument("--database", help="database URL (default: a temporary SQLite file)")
+    trips.add_argument("--blocks", type=int, default=16, help="alternating blocks per mode")
+    trips.add_argument("--per-block", type=int, default=25, help="calls per block")
     big = sub.add_parser("run", help="build N parties through the import path, then measure everything")
     big.add_argument("--size", default="100k", help="1k, 10k, 100k, 1m or a number of parties")
     big.add_argument("--database", help="PostgreSQL URL: the harness makes scratch databases beside it "
@@ -51,6 +56,11 @@ def main(argv: list[str] | None = None) -> int:
 
         run_peer(args.size, args.database, keep=args.keep, venv_path=Path(args.venv) if args.venv else None,
                  settings=Settings(calls=args.calls, creates=args.creates, api_creates=args.api_creates))
+        return 0
+    if args.suite == "roundtrips":
+        from benchmarks.roundtrips import run as run_roundtrips
+
+        run_roundtrips(args.database, args.blocks, args.per_block)
         return 0
     if args.suite == "outbox":
         from benchmarks.outbox import run as run_outbox

@@ -104,6 +104,10 @@ def measure_writes(crm: Crm, ctx: object, n: int) -> Iterator[Measured]:
         samples, per_call = _timed(lambda i: create_party(ctx, {"kind": "organisation", "name": f"Party {i}",
                                                                 "tags": ["bench"], "custom": {}}), n, counter)
         yield "3. create_party (one by one, the form's path)", samples, f"{per_call:.1f} statements per call"
+        raw, how = measure_raw_create(crm, ctx, n)
+        ratio = statistics.median(samples) / statistics.median(raw)
+        yield ("3. its statements replayed by the raw driver", raw,
+               f"{how}; create_party / raw = {ratio:.2f}x")
         party = create_party(ctx, {"kind": "organisation", "name": "Stage bench"})
         deal = None
         for enabled in (0, 5, 20):
@@ -142,6 +146,72 @@ def measure_writes(crm: Crm, ctx: object, n: int) -> Iterator[Measured]:
         for i in range(20):
             if ctx.is_enabled(f"bench-{i:02d}"):
                 disable_plugin(ctx, f"bench-{i:02d}")
+
+
+def _captured_create(crm: Crm, ctx: object) -> tuple[list[tuple[str, object, bool]], int, str]:
+    """The statements one ``create_party`` sends, with their parameters as the driver got them,
+    and the new party's id and reference (which a replay must vary)."""
+    from crmcore.parties.service import create_party
+
+    seen: list[tuple[str, object, bool]] = []
+
+    def capture(_conn, _cursor, statement, parameters, _context, executemany):  # noqa: ANN001
+        seen.append((statement, parameters, executemany))
+
+    event.listen(crm.db.engine, "before_cursor_execute", capture)
+    try:
+        party = create_party(ctx, {"kind": "organisation", "name": "Raw template", "tags": ["bench"], "custom": {}})
+    finally:
+        event.remove(crm.db.engine, "before_cursor_execute", capture)
+    return [s for s in seen if not s[0].lstrip().upper().startswith("BEGIN")], party.id, party.reference
+
+
+def _vary(value: object, party_id: int, new_id: int, reference: str, new_reference: str) -> object:
+    if isinstance(value, bool):
+        return value
+    if value == party_id:
+        return new_id
+    if value == reference:
+        return new_reference
+    if isinstance(value, dict):
+        return {k: _vary(v, party_id, new_id, reference, new_reference) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_vary(v, party_id, new_id, reference, new_reference) for v in value)
+    return value
+
+
+def measure_raw_create(crm: Crm, ctx: object, n: int) -> tuple[list[float], str]:
+    """The database's part of a create: the statements ``create_party`` sends, replayed ``n``
+    times through the driver's own connection in one transaction each (sqlite3: ``BEGIN
+    IMMEDIATE``; psycopg: its own ``BEGIN``), with the party's id and reference varied. What is
+    left of a create's time above this is crmcore's Python: validation, hooks, the ORM."""
+    statements, party_id, reference = _captured_create(crm, ctx)
+    raw = crm.db.engine.raw_connection()
+    driver = raw.driver_connection
+    postgresql = crm.db.dialect == "postgresql"
+    if postgresql:
+        driver.autocommit = False  # psycopg's own transaction handling: BEGIN before the first statement
+    out = []
+    try:
+        for i in range(n):
+            started = time.perf_counter()
+            cursor = driver.cursor()
+            if not postgresql:
+                cursor.execute("BEGIN IMMEDIATE")
+            new_id = None
+            for statement, parameters, many in statements:
+                args = _vary(parameters, party_id, new_id or party_id, reference, f"RAW-{i}-{uuid.uuid4().hex[:6]}")
+                (cursor.executemany if many else cursor.execute)(statement, args)
+                if statement.lstrip().upper().startswith("INSERT INTO PARTIES"):
+                    new_id = cursor.fetchone()[0] if postgresql else cursor.lastrowid
+            driver.commit()
+            out.append(time.perf_counter() - started)
+    finally:
+        if postgresql:
+            driver.autocommit = True
+        raw.close()
+    how = f"{len(statements)} statements + {'BEGIN, ' if postgresql else 'BEGIN IMMEDIATE, '}COMMIT"
+    return out, how
 
 
 def run(database: str | None, n: int) -> None:

@@ -253,6 +253,9 @@ def use_case(role: Role = Role.MEMBER, *, write: bool = True) -> Callable[[Calla
             begin_write(session, write)
             ctx._depth = 1
             try:
+                # nearly every use case needs the versions (hooks, configuration); read first, they
+                # carry the transaction's BEGIN on PostgreSQL (crmcore.db)
+                _config.read_versions(ctx)
                 result = fn(*args, **kwargs)
                 session.commit()
             except IntegrityError as exc:

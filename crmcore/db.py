@@ -139,13 +139,16 @@ def _setup_postgresql(engine: Engine) -> None:
 
     ``BEGIN``: psycopg sends it as a message of its own, and waits for the answer, before a
     transaction's first statement; a create was 8 round trips of which this was one, and every
-    page's read transaction paid it too. As on SQLite, we begin transactions ourselves: the
-    driver connection is in autocommit mode (psycopg sends no ``BEGIN``; its commit and rollback
-    still end a transaction the server has open) and a transaction's first statement goes as
-    ``BEGIN; <statement>`` in one simple-protocol message, its parameters bound by psycopg's
-    own client-side quoting (``ClientCursor.mogrify``). A connection SQLAlchemy runs with
-    ``isolation_level="AUTOCOMMIT"`` (``VACUUM``) is left alone; an ``executemany`` or a
-    server-side cursor that starts a transaction gets its ``BEGIN`` as before.
+    use case paid it. As on SQLite, we begin transactions ourselves: the driver connection is in
+    autocommit mode (psycopg sends no ``BEGIN``; its commit and rollback still end a transaction
+    the server has open). A first statement marked ``crm_begins`` (the business's versions,
+    which every use case reads first) goes as ``BEGIN; <statement>`` in one simple-protocol
+    message, its parameters bound by psycopg's own client-side quoting
+    (``ClientCursor.mogrify``); any other first statement gets a ``BEGIN`` of its own as before.
+    Only small statements are worth it: a statement sent this way is planned on every call,
+    where psycopg prepares a repeated one after its fifth run (fusing a record load, measured,
+    cost more planning than the round trip saved). A connection SQLAlchemy runs with
+    ``isolation_level="AUTOCOMMIT"`` (``VACUUM``) is left alone.
     """
     import psycopg
 
@@ -171,7 +174,7 @@ def _setup_postgresql(engine: Engine) -> None:
     def _execute(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
         if not _begins(cursor, context):
             return False
-        if type(cursor) is not psycopg.Cursor:
+        if type(cursor) is not psycopg.Cursor or not context.execution_options.get("crm_begins"):
             cursor.connection.execute("BEGIN")
             return False
         if parameters is not None:

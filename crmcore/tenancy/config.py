@@ -49,8 +49,10 @@ _tables: dict[str, frozenset[str]] = {}
 _ALL = "*"  # marker: an unscoped statement changed the configuration of every business
 
 _businesses = Business.__table__
+#: ``crm_begins`` marks it as a statement that may open the transaction in its own message on
+#: PostgreSQL (crmcore.db): small, and the first of every use case
 _READ_VERSIONS = select(_businesses.c.plugins_version, _businesses.c.config_version).where(
-    _businesses.c.id == bindparam("business_id"))
+    _businesses.c.id == bindparam("business_id")).execution_options(crm_begins=True)
 
 
 def register_config_model(cls: type) -> type:

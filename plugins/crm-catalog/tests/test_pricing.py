@@ -203,7 +203,9 @@ def test_prices_for_runs_the_same_queries_for_2_or_40_products(cat, count_statem
         return counter.selects
 
     few, many = statements(ids[:2]), statements(ids)
-    assert few == many == 5  # the party, products, special prices, list items, part numbers
+    # the business's versions (every use case reads them first), the party, products, special
+    # prices, list items, part numbers
+    assert few == many == 6
     prices = service.prices_for(cat, ids, party_id=party_id, on=DAY)
     assert {prices[p.id].source for p in products} == {"special price", "price list Volume", "list price"}
 
