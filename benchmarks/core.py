@@ -214,7 +214,9 @@ def measure_raw_create(crm: Crm, ctx: object, n: int) -> tuple[list[float], str]
     return out, how
 
 
-def run(database: str | None, n: int) -> None:
+def bench_installation(database: str | None) -> tuple[Crm, object]:
+    """A fresh schema on ``database`` (default: a temporary SQLite file) with the benchmark
+    plugins installed, one business, and a context acting as its owner."""
     from crmcore.auth.service import create_user
     from crmcore.tenancy.service import create_business
 
@@ -225,11 +227,15 @@ def run(database: str | None, n: int) -> None:
     import_models()
     Base.metadata.drop_all(crm.db.engine)
     Base.metadata.create_all(crm.db.engine)
-    print(f"database: {crm.db.dialect}")
     slug = f"bench{uuid.uuid4().hex[:6]}"
     create_user(crm, f"owner@{slug}.example", "benchmark password")
     create_business(crm, slug, "Bench", owner_email=f"owner@{slug}.example")
-    ctx = crm.context(slug, f"owner@{slug}.example")
+    return crm, crm.context(slug, f"owner@{slug}.example")
+
+
+def run(database: str | None, n: int) -> None:
+    crm, ctx = bench_installation(database)
+    print(f"database: {crm.db.dialect}")
     for label, samples, note in measure_writes(crm, ctx, n):
         print(f"{label:<52}{_stats(samples) + '  ' if samples else ''}{note}")
     ctx.close()

@@ -13,50 +13,30 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
-import tempfile
 import time
-import uuid
-from pathlib import Path
 
-from cryptography.fernet import Fernet
 from sqlalchemy import event
 
-from benchmarks.core import _Statements, bench_registry
+from benchmarks.core import _Statements, bench_installation
 from crmcore import journal
-from crmcore.config import Config
-from crmcore.db import Base, Database, import_models
-from crmcore.runtime import Crm
 
 _appended = journal.append
 
 
 def _append_at_once(session, table, rows, *, on_ids=None):  # noqa: ANN001, ANN202
     """The "off" mode: each call's rows are written at once, as before crmcore.journal."""
-    if not session.in_transaction():
-        session.connection()
-    journal._write(session, [journal._Rows(table, [dict(r) for r in rows], on_ids)])
+    _appended(session, table, rows, on_ids=on_ids)
+    journal.write(session)
 
 
 def run(database: str | None, blocks: int, per_block: int) -> None:
-    from crmcore.auth.service import create_user
     from crmcore.parties.service import create_party
     from crmcore.pipelines.service import list_pipelines
     from crmcore.plugins.service import enable_plugin
     from crmcore.records.service import create_record, move_stage
-    from crmcore.tenancy.service import create_business
 
-    tmp = Path(tempfile.mkdtemp(prefix="crm-bench-"))
-    url = database or f"sqlite:///{tmp / 'bench.sqlite'}"
-    config = Config(instance_path=tmp, database_url=url, secrets_key=Fernet.generate_key().decode())
-    crm = Crm(config=config, db=Database(url), registry=bench_registry())
-    import_models()
-    Base.metadata.drop_all(crm.db.engine)
-    Base.metadata.create_all(crm.db.engine)
+    crm, ctx = bench_installation(database)
     postgresql = crm.db.dialect == "postgresql"
-    slug = f"bench{uuid.uuid4().hex[:6]}"
-    create_user(crm, f"owner@{slug}.example", "benchmark password")
-    create_business(crm, slug, "Bench", owner_email=f"owner@{slug}.example")
-    ctx = crm.context(slug, f"owner@{slug}.example")
     party = create_party(ctx, {"kind": "organisation", "name": "Stage bench"})
     for i in range(5):
         enable_plugin(ctx, f"bench-{i:02d}")

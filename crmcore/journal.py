@@ -154,7 +154,7 @@ def _statement(dialect: Any, shape: tuple[tuple[Table, tuple[str, ...], int], ..
         stmt = stmt.add_cte(*(ins.cte(f"j{i}") for i, ins in enumerate(inserts[:-1])))
     if returning:
         stmt = stmt.returning(*shape[-1][0].primary_key.columns)
-    processors = [{c: table.c[c].type._cached_bind_processor(dialect) for c in columns}
+    processors = [{c: table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in columns}
                   for table, columns, _n in shape]
     if len(_statements) > 512:
         _statements.clear()
