@@ -81,66 +81,89 @@ def discard(session: Session) -> None:
     session.info.pop(_KEY, None)
 
 
+#: rows of one table per statement: bounds a statement's parameters (PostgreSQL takes 65,535,
+#: SQLite 32,766) and the number of statement shapes compiled and cached
+CHUNK = 100
+
+Group = tuple[Table, list[dict[str, Any]], list[Callable[[list[int]], None]]]
+
+
 def _write(session: Session, batches: list[_Rows]) -> None:
-    groups = _by_table(batches)
     conn = session.connection()
+    groups = _by_table(batches)
     if conn.dialect.name == "postgresql":
-        _write_postgresql(conn, groups)
-        return
-    for table, rows, callbacks in groups:
-        if callbacks:
-            ids = list(conn.execute(insert(table).returning(*table.primary_key.columns), rows).scalars())
-            for callback in callbacks:
-                callback(ids)
-        else:
-            conn.execute(insert(table), rows)
+        rounds = _rounds(groups)
+    else:  # no DML in WITH: one statement per table
+        rounds = [[group] for group in groups]
+    for statement_groups in rounds:
+        _execute(conn, statement_groups)
 
 
-def _by_table(batches: list[_Rows]) -> list[tuple[Table, list[dict[str, Any]], list[Callable[[list[int]], None]]]]:
-    """One group per table and key set, in the order of first appearance."""
-    groups: dict[tuple[str, tuple[str, ...]], tuple[Table, list[dict[str, Any]], list[Any]]] = {}
+def _by_table(batches: list[_Rows]) -> list[Group]:
+    """One group per table and key set, in the order of first appearance, cut into groups of at
+    most :data:`CHUNK` rows."""
+    groups: dict[tuple[str, tuple[str, ...]], list[Group]] = {}
     for batch in batches:
-        key = (batch.table.fullname, tuple(batch.rows[0]))
-        group = groups.setdefault(key, (batch.table, [], []))
-        group[1].extend(batch.rows)
-        if batch.on_ids is not None and batch.on_ids not in group[2]:
-            group[2].append(batch.on_ids)
-    return list(groups.values())
+        chunks = groups.setdefault((batch.table.fullname, tuple(batch.rows[0])), [])
+        for row in batch.rows:
+            if not chunks or len(chunks[-1][1]) >= CHUNK:
+                chunks.append((batch.table, [], []))
+            chunks[-1][1].append(row)
+            if batch.on_ids is not None and batch.on_ids not in chunks[-1][2]:
+                chunks[-1][2].append(batch.on_ids)
+    return [group for chunks in groups.values() for group in chunks]
 
 
-def _write_postgresql(conn: Any, groups: list[tuple[Table, list[dict[str, Any]], list[Any]]]) -> None:
-    """One statement for every table: ``WITH j0 AS (INSERT ...), j1 AS (INSERT ...) INSERT ...``.
-    PostgreSQL runs every data-modifying CTE to completion whether or not the main statement
-    reads it. The group whose ids are wanted is the main statement (its ``RETURNING`` is what the
-    statement returns); a second such group gets its own statement."""
+def _rounds(groups: list[Group]) -> list[list[Group]]:
+    """Groups put into as few statements as keep the promises: one group per table in a statement
+    (PostgreSQL runs the CTEs of one statement in no set order, and a table's rows must keep
+    theirs) and one group whose ids are wanted (only the main statement's ``RETURNING`` is
+    returned)."""
+    rounds: list[list[Group]] = []
+    after: dict[str, int] = {}
+    for group in groups:
+        at = after.get(group[0].fullname, -1) + 1
+        while at < len(rounds) and group[2] and any(g[2] for g in rounds[at]):
+            at += 1
+        if at == len(rounds):
+            rounds.append([])
+        rounds[at].append(group)
+        after[group[0].fullname] = at
+    return rounds
+
+
+def _execute(conn: Any, groups: list[Group]) -> None:
+    """One statement for ``groups``: a multi-row ``INSERT``, on PostgreSQL the others joined as
+    data-modifying CTEs (``WITH j0 AS (INSERT ...), j1 AS (INSERT ...) INSERT ...``; PostgreSQL
+    runs every one to completion whether or not the main statement reads it). The group whose ids
+    are wanted is the main statement: its ``RETURNING`` is what the statement returns."""
     wanting = [g for g in groups if g[2]]
-    main = wanting[0] if wanting else groups[-1]
-    for group in wanting[1:]:
-        _write_postgresql(conn, [group])
-    ordered = [g for g in groups if not g[2]] + [main] if wanting else groups
+    ordered = [g for g in groups if not g[2]] + wanting
     shape = tuple((t, tuple(rows[0]), len(rows)) for t, rows, _c in ordered)
-    sql, processors = _statement(conn.dialect, shape, returning=bool(main[2]))
+    sql, processors, positions = _statement(conn.dialect, shape, returning=bool(wanting))
     params = {}
     for i, (_t, rows, _c) in enumerate(ordered):
         for n, row in enumerate(rows):
             for key, value in row.items():
                 process = processors[i][key]
                 params[f"j{i}_{n}_{key}"] = value if process is None or value is None else process(value)
-    result = conn.exec_driver_sql(sql, params)
-    if main[2]:
+    result = conn.exec_driver_sql(sql, tuple(params[name] for name in positions) if positions else params)
+    if wanting:
         ids = list(result.scalars())
-        for callback in main[2]:
+        for callback in wanting[0][2]:
             callback(ids)
 
 
 #: compiled statements by shape (tables, their columns and row counts): SQLAlchemy does not cache
-#: a multi-row ``VALUES``, and compiling one on every commit cost more than the round trip saved
-_statements: dict[tuple[Any, ...], tuple[str, list[dict[str, Any]]]] = {}
+#: a multi-row ``VALUES``, and compiling one on every commit cost more than the round trip saved;
+#: executed as the driver's SQL, which also skips SQLAlchemy's per-statement compile-cache lookup
+_statements: dict[tuple[Any, ...], tuple[str, list[dict[str, Any]], tuple[str, ...] | None]] = {}
 
 
 def _statement(dialect: Any, shape: tuple[tuple[Table, tuple[str, ...], int], ...], *,
-               returning: bool) -> tuple[str, list[dict[str, Any]]]:
-    """The SQL of one shape, and the bind processors (JSON, ...) of each table's columns."""
+               returning: bool) -> tuple[str, list[dict[str, Any]], tuple[str, ...] | None]:
+    """The SQL of one shape, the bind processors (JSON, dates, ...) of each table's columns, and
+    for a positional driver (sqlite3's ``?``) the parameter names in their order."""
     key = (dialect.name, shape, returning)
     cached = _statements.get(key)
     if cached is not None:
@@ -156,9 +179,11 @@ def _statement(dialect: Any, shape: tuple[tuple[Table, tuple[str, ...], int], ..
         stmt = stmt.returning(*shape[-1][0].primary_key.columns)
     processors = [{c: table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in columns}
                   for table, columns, _n in shape]
+    compiled = stmt.compile(dialect=dialect)
+    positions = tuple(compiled.positiontup) if compiled.positional else None
     if len(_statements) > 512:
         _statements.clear()
-    cached = _statements[key] = (str(stmt.compile(dialect=dialect)), processors)
+    cached = _statements[key] = (str(compiled), processors, positions)
     return cached
 
 

@@ -149,6 +149,49 @@ def test_the_queued_hook_jobs_ids_reach_the_context_at_commit(crm, ctx):
     assert sorted(handed) == ids
 
 
+@use_case(Role.MEMBER)
+def _many_rows(ctx, n):
+    for i in range(n):
+        audit.record(ctx, "probe.many", entity_type="probe", entity_id=i)
+        if i % 50 == 0:
+            enqueue_hook(ctx, "crm_after_party_save", [f"p{i}"], {})
+    enqueue(ctx, "probe", "probe", {}, idempotency_key="probe:many")
+    enqueue_hook(ctx, "crm_after_party_save", ["last"], {})
+
+
+def test_more_rows_than_one_statement_takes_arrive_whole_and_in_order(crm, ctx):
+    """A use case that audits thousands of rows (a plugin's loop) is cut into statements of at
+    most ``journal.CHUNK`` rows per table: PostgreSQL refuses more than 65,535 parameters, SQLite
+    32,766; each table's rows keep their order across the statements."""
+    crm.config = dataclasses.replace(crm.config, outbox_inline=False)
+    n = 10_003  # 70,021 parameters of audit rows in one statement would be refused; 201 jobs
+    handed = []
+    ctx._run_pending = lambda: handed.extend(ctx._pending)
+    with _Statements(ctx.crm.db.engine) as seen:
+        _many_rows(ctx, n)
+    writes = [s for s in seen if s.lstrip().upper().startswith(("INSERT", "WITH"))]
+    assert all(s.count("audit_log") <= 1 for s in writes)
+    entity_ids = ctx.session.scalars(select(AuditEntry.entity_id).where(AuditEntry.action == "probe.many")
+                                     .order_by(AuditEntry.id)).all()
+    assert entity_ids == list(range(n))
+    jobs = ctx.session.execute(select(OutboxMessage.id, OutboxMessage.plugin, OutboxMessage.kind)
+                               .order_by(OutboxMessage.id)).all()
+    expected = [(f"p{i}", "hook") for i in range(0, n, 50)] + [(None, "probe"), ("last", "hook")]
+    assert [(plugin, kind) for _id, plugin, kind in jobs] == expected
+    assert sorted(handed) == [job_id for job_id, _p, _k in jobs]
+
+
+def test_rounds_keep_one_group_per_table_and_one_wanting_ids_per_statement():
+    meta = MetaData()
+    a, b = (Table(name, meta, Column("id", BigInteger, primary_key=True)) for name in ("a", "b"))
+    def wants(_ids):
+        pass
+    groups = [(a, [{}], []), (a, [{}], []), (b, [{}], [wants]), (b, [{}], [wants]), (a, [{}], [wants])]
+    rounds = journal._rounds(groups)
+    assert [[(g[0].name, bool(g[2])) for g in r] for r in rounds] == [
+        [("a", False), ("b", True)], [("a", False), ("b", True)], [("a", True)]]
+
+
 # --------------------------------------------------------------------------------------------
 # PostgreSQL: BEGIN travels with the transaction's first statement
 
