@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from cryptography.fernet import Fernet
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, select
 
 from crmcore import hookimpl
 from crmcore.config import Config
@@ -125,6 +125,11 @@ def measure_writes(crm: Crm, ctx: object, n: int) -> Iterator[Measured]:
                                            max(50, n // 2), counter)
                 yield (f"4. move_stage, {enabled} plugins, {mode}", samples,
                        f"{per_call:.1f} statements per call")
+                if enabled == 5 and not inline:
+                    raw, how = measure_raw_move(crm, ctx, deal.id, open_ids, max(50, n // 2))
+                    ratio = statistics.median(samples) / statistics.median(raw)
+                    yield ("4. its statements replayed by the raw driver", raw,
+                           f"{how}; move_stage / raw = {ratio:.2f}x")
             crm.config = dataclasses.replace(crm.config, outbox_inline=True)
         caller = ctx.hooks.crm_before_stage_change
         kwargs = {"ctx": ctx, "record": deal, "from_stage": None, "to_stage": None}
@@ -148,44 +153,46 @@ def measure_writes(crm: Crm, ctx: object, n: int) -> Iterator[Measured]:
                 disable_plugin(ctx, f"bench-{i:02d}")
 
 
-def _captured_create(crm: Crm, ctx: object) -> tuple[list[tuple[str, object, bool]], int, str]:
-    """The statements one ``create_party`` sends, with their parameters as the driver got them,
-    and the new party's id and reference (which a replay must vary)."""
-    from crmcore.parties.service import create_party
-
+def _captured(crm: Crm, call: Callable[[], object]) -> list[tuple[str, object, bool]]:
+    """The statements ``call`` sends (``BEGIN`` aside), with their parameters as the driver got
+    them."""
     seen: list[tuple[str, object, bool]] = []
 
     def capture(_conn, _cursor, statement, parameters, _context, executemany):  # noqa: ANN001
-        seen.append((statement, parameters, executemany))
+        # SQLAlchemy's "insertmanyvalues" (a multi-row INSERT ... RETURNING) reports executemany
+        # with one flat parameter tuple: the driver runs it as one execute
+        many = executemany and isinstance(parameters, list | tuple) and bool(parameters) \
+            and isinstance(parameters[0], list | tuple | dict)
+        seen.append((statement, parameters, many))
 
     event.listen(crm.db.engine, "before_cursor_execute", capture)
     try:
-        party = create_party(ctx, {"kind": "organisation", "name": "Raw template", "tags": ["bench"], "custom": {}})
+        call()
     finally:
         event.remove(crm.db.engine, "before_cursor_execute", capture)
-    return [s for s in seen if not s[0].lstrip().upper().startswith("BEGIN")], party.id, party.reference
+    return [s for s in seen if not s[0].lstrip().upper().startswith("BEGIN")]
 
 
-def _vary(value: object, party_id: int, new_id: int, reference: str, new_reference: str) -> object:
-    if isinstance(value, bool):
-        return value
-    if value == party_id:
-        return new_id
-    if value == reference:
-        return new_reference
+def _substitute(value: object, mapping: dict[object, object]) -> object:
+    """``value`` with every part found in ``mapping`` replaced (booleans kept: True == 1)."""
     if isinstance(value, dict):
-        return {k: _vary(v, party_id, new_id, reference, new_reference) for k, v in value.items()}
+        return {k: _substitute(v, mapping) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return type(value)(_vary(v, party_id, new_id, reference, new_reference) for v in value)
-    return value
+        return type(value)(_substitute(v, mapping) for v in value)
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        return value
+    return mapping.get(value, value)
 
 
-def measure_raw_create(crm: Crm, ctx: object, n: int) -> tuple[list[float], str]:
-    """The database's part of a create: the statements ``create_party`` sends, replayed ``n``
-    times through the driver's own connection in one transaction each (sqlite3: ``BEGIN
-    IMMEDIATE``; psycopg: its own ``BEGIN``), with the party's id and reference varied. What is
-    left of a create's time above this is crmcore's Python: validation, hooks, the ORM."""
-    statements, party_id, reference = _captured_create(crm, ctx)
+Replacements = Callable[[int, int | None], dict[object, object]]
+
+
+def _replay(crm: Crm, transactions: list[list[tuple[str, object, bool]]], n: int,
+            replacements: Replacements) -> tuple[list[float], str]:
+    """``n`` transactions through the driver's own connection, cycling through the captured
+    ``transactions``, in one transaction each (sqlite3: ``BEGIN IMMEDIATE``; psycopg: its own
+    ``BEGIN``). ``replacements(i, new_party_id)`` gives the values to vary in call ``i`` (unique
+    keys, the id of a party inserted earlier in the same transaction)."""
     raw = crm.db.engine.raw_connection()
     driver = raw.driver_connection
     postgresql = crm.db.dialect == "postgresql"
@@ -194,13 +201,14 @@ def measure_raw_create(crm: Crm, ctx: object, n: int) -> tuple[list[float], str]
     out = []
     try:
         for i in range(n):
+            statements = transactions[i % len(transactions)]
             started = time.perf_counter()
             cursor = driver.cursor()
             if not postgresql:
                 cursor.execute("BEGIN IMMEDIATE")
             new_id = None
             for statement, parameters, many in statements:
-                args = _vary(parameters, party_id, new_id or party_id, reference, f"RAW-{i}-{uuid.uuid4().hex[:6]}")
+                args = _substitute(parameters, replacements(i, new_id))
                 (cursor.executemany if many else cursor.execute)(statement, args)
                 if statement.lstrip().upper().startswith("INSERT INTO PARTIES"):
                     new_id = cursor.fetchone()[0] if postgresql else cursor.lastrowid
@@ -210,8 +218,48 @@ def measure_raw_create(crm: Crm, ctx: object, n: int) -> tuple[list[float], str]
         if postgresql:
             driver.autocommit = True
         raw.close()
-    how = f"{len(statements)} statements + {'BEGIN, ' if postgresql else 'BEGIN IMMEDIATE, '}COMMIT"
-    return out, how
+    count = "/".join(sorted({str(len(t)) for t in transactions}))
+    return out, f"{count} statements + {'BEGIN, ' if postgresql else 'BEGIN IMMEDIATE, '}COMMIT"
+
+
+def measure_raw_create(crm: Crm, ctx: object, n: int) -> tuple[list[float], str]:
+    """The database's part of a create: the statements ``create_party`` sends, replayed ``n``
+    times by the raw driver with the party's id and reference varied. What is left of a create's
+    time above this is crmcore's Python: validation, hooks, the ORM."""
+    from crmcore.parties.service import create_party
+
+    made = []
+    statements = _captured(crm, lambda: made.append(create_party(
+        ctx, {"kind": "organisation", "name": "Raw template", "tags": ["bench"], "custom": {}})))
+    party_id, reference = made[0].id, made[0].reference
+
+    def replacements(i: int, new_id: int | None) -> dict[object, object]:
+        return {party_id: new_id or party_id, reference: f"RAW-{i}-{uuid.uuid4().hex[:6]}"}
+
+    return _replay(crm, [statements], n, replacements)
+
+
+def measure_raw_move(crm: Crm, ctx: object, record_id: int, stage_ids: list[int], n: int) -> tuple[list[float], str]:
+    """The database's part of a stage change: the statements of two ``move_stage`` calls (there
+    and back), replayed ``n`` times in turn by the raw driver with the queued hook jobs'
+    idempotency keys made unique."""
+    from crmcore.outbox.models import OutboxMessage
+    from crmcore.records.service import move_stage
+
+    def keys() -> set[str]:
+        return set(ctx.session.scalars(select(OutboxMessage.idempotency_key).where(OutboxMessage.business_id == ctx.business_id)))
+
+    move_stage(ctx, record_id, stage_ids[0])
+    before = keys()
+    there = _captured(crm, lambda: move_stage(ctx, record_id, stage_ids[1]))
+    back = _captured(crm, lambda: move_stage(ctx, record_id, stage_ids[0]))
+    captured = keys() - before
+    ctx.session.rollback()
+
+    def replacements(i: int, _new_id: int | None) -> dict[object, object]:
+        return {key: f"{key}-raw{i}" for key in captured}
+
+    return _replay(crm, [there, back], n, replacements)
 
 
 def bench_installation(database: str | None) -> tuple[Crm, object]:
