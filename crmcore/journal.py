@@ -6,7 +6,8 @@ came, each was one round trip to the database, and on PostgreSQL the round trips
 most of its time (a create was 8: ``BEGIN``, 6 statements, ``COMMIT``). Appended here instead,
 they are written when the session commits, all of them in one statement: on PostgreSQL one
 ``INSERT`` per table joined as data-modifying CTEs, on SQLite (no round trips to save, no DML in
-``WITH``) one executemany per table.
+``WITH``) one multi-row ``INSERT`` per table. At most :data:`CHUNK` rows of a table go in one
+statement.
 
 What stays true:
 
