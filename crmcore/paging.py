@@ -148,17 +148,32 @@ def clamp_limit(limit: int | None) -> int:
 
 def keyset_page(session: Any, stmt: Select, order: Sequence[Any], *, cursor: str | None,
                 limit: int | None, descending: bool = False,
-                key: Any = None) -> Page[Any]:
+                key: Any = None, count_small: bool = False) -> Page[Any]:
     """Run ``stmt`` as one keyset page ordered by ``order`` (columns; the last must be unique,
     e.g. the id). ``key(row)`` gives the sort values of a row (default: the ORM attributes
-    named like the columns)."""
+    named like the columns).
+
+    ``count_small``: ``stmt`` is known to match few rows (a search's capped id list), so the
+    first page also counts them all, in its own statement (``count(*) OVER ()``) rather than
+    in a second one that finds the same rows again; ``page.total`` is set (uncapped). Ignored
+    for later pages (their statement sees only the rows after the cursor) and for ``key`` rows.
+    """
     limit = clamp_limit(limit)
     if cursor:
         values = decode_cursor(cursor, len(order))
         check_cursor_values(order, values)
         stmt = stmt.where(after(order, values, descending))
+    counted = count_small and not cursor and (key is None or callable(key))
+    if counted:
+        stmt = stmt.add_columns(func.count().over().label("crm_total"))
     stmt = stmt.order_by(*[c.desc() if descending else c.asc() for c in order]).limit(limit + 1)
-    rows = list(session.scalars(stmt)) if key is None or callable(key) else list(session.execute(stmt))
+    total = None
+    if counted:
+        result = list(session.execute(stmt))
+        rows = [r[0] for r in result]
+        total = CappedCount(result[0][1] if result else 0, False)
+    else:
+        rows = list(session.scalars(stmt)) if key is None or callable(key) else list(session.execute(stmt))
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
@@ -168,7 +183,10 @@ def keyset_page(session: Any, stmt: Select, order: Sequence[Any], *, cursor: str
         else:
             vals = list(key(last))
         next_cursor = encode_cursor(vals)
-    return Page(items=rows, next_cursor=next_cursor)
+    page = Page(items=rows, next_cursor=next_cursor)
+    if total is not None:
+        page.total = total
+    return page
 
 
 def after(order: Sequence[Any], values: Sequence[Any], descending: bool = False) -> Any:

@@ -10,7 +10,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete, insert, inspect, select, text
+from sqlalchemy import delete, event, insert, inspect, select, text
 
 from crmcore.auth.service import create_api_token
 from crmcore.db import Base, Database, import_models, utcnow
@@ -242,6 +242,37 @@ def test_paging_through_results(ctx, other_ctx):
     assert seen == [made[n] for n in sorted(names, key=name_key)]
     newest = ps.list_parties(ctx, {"q": "widget"}, sort="-created", limit=2)
     assert [p.id for p in newest.items] == [made["Widget C Ltd"], made["Widget D Ltd"]]
+
+
+def test_a_search_counts_its_filtered_matches_in_the_page_statement(ctx):
+    """The first page of a search counts its matches with the page (``count(*) OVER ()``); the
+    count must be the same one the separate count and later pages give, list filters applied."""
+    tagged = [ps.create_party(ctx, {"name": f"Sprocket {i}", "tags": ["dealer"] if i % 2 else []}).id
+              for i in range(7)]
+    ps.create_party(ctx, {"name": "Unrelated"})
+    statements = []
+
+    def seen(_conn, _cursor, statement, *_args):
+        statements.append(statement)
+
+    engine = ctx.crm.db.engine
+    for filters, expected in (({}, 7), ({"tag": "dealer"}, 3), ({"tag": "nobody"}, 0)):
+        event.listen(engine, "before_cursor_execute", seen)
+        try:
+            statements.clear()
+            page = ps.list_parties(ctx, {"q": "sprocket", **filters}, limit=2)
+        finally:
+            event.remove(engine, "before_cursor_execute", seen)
+        assert (page.total.value, page.total.capped) == (expected, False)
+        counts = [s for s in statements if s.startswith("SELECT count(*)") and "parties.kind" in s]  # capped_count
+        assert counts == [], "the first page needs no count statement of its own"
+        assert sum(s == "SET LOCAL jit = off" for s in statements) == (0 if on_sqlite(ctx) else 1)
+        assert ps.count_parties(ctx, {"q": "sprocket", **filters}).value == expected
+        assert len(page.items) == min(2, expected)
+        if page.next_cursor:
+            later = ps.list_parties(ctx, {"q": "sprocket", **filters}, cursor=page.next_cursor, limit=2)
+            assert later.total.value == expected  # counted by its own statement (the page sees only the rest)
+    assert sorted(p.id for p in ps.list_parties(ctx, {"q": "sprocket", "tag": "dealer"}).items) == tagged[1::2]
 
 
 def test_more_matches_than_the_cap_say_so(ctx, monkeypatch):

@@ -618,9 +618,12 @@ def list_parties(ctx: Context, filters: Mapping[str, Any] | None = None, *, sort
     check_cursor(cursor, first_type)
     matches = search.find(ctx, values.get("q"))
     stmt = select(Party).where(*_party_filters(ctx, values, matches))
-    page = keyset_page(ctx.session, stmt, order, cursor=cursor, limit=limit, descending=descending)
+    # a search's matches are at most MATCH_CAP ids: its first page counts them in the same statement
+    page = keyset_page(ctx.session, stmt, order, cursor=cursor, limit=limit, descending=descending,
+                       count_small=with_count and matches is not None)
     if with_count:
-        page.total = capped_count(ctx.session, stmt)
+        if page.total is None:
+            page.total = capped_count(ctx.session, stmt)
         if matches is not None and matches.capped:  # "at least this many": the search stopped at its cap
             page.total = CappedCount(page.total.value, True)
     page.extra["search_capped"] = matches is not None and matches.capped
