@@ -275,6 +275,38 @@ def test_a_search_counts_its_filtered_matches_in_the_page_statement(ctx):
     assert sorted(p.id for p in ps.list_parties(ctx, {"q": "sprocket", "tag": "dealer"}).items) == tagged[1::2]
 
 
+_runs = iter(range(10**6))
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batch=st.lists(st.tuples(st.sampled_from(["Gearbox", "Gears", "Cogwheel", "Axle", "Bolt"]), st.booleans()),
+                      max_size=10),
+       term=st.sampled_from(["gear", "ear", "cog", "axle", "xyz"]), limit=st.integers(1, 4),
+       sort=st.sampled_from(["name", "-created"]))
+def test_a_search_counts_what_its_pages_show(ctx, batch, term, limit, sort):
+    """Whatever the matches, the sort and the archived ones among them, the count the first page
+    takes from its own statement is what walking every page finds, and what the count alone says."""
+    run = f"run{next(_runs)}"
+    expected = set()
+    for word, archived in batch:
+        party = ps.create_party(ctx, {"name": f"{word} {run}", "tags": [run]})
+        if archived:
+            ps.archive_party(ctx, party.id)
+        elif term in word.casefold():
+            expected.add(party.id)
+    filters = {"q": term, "tag": run}
+    first = ps.list_parties(ctx, filters, sort=sort, limit=limit)
+    seen, page = [], first
+    while True:
+        seen += [p.id for p in page.items]
+        if page.next_cursor is None:
+            break
+        page = ps.list_parties(ctx, filters, sort=sort, cursor=page.next_cursor, limit=limit, with_count=False)
+    assert sorted(seen) == sorted(expected) and len(seen) == len(set(seen))
+    assert (first.total.value, first.total.capped) == (len(expected), False)
+    assert ps.count_parties(ctx, filters).value == len(expected)
+
+
 def test_more_matches_than_the_cap_say_so(ctx, monkeypatch):
     monkeypatch.setattr(search, "MATCH_CAP", 3)
     for i in range(5):
