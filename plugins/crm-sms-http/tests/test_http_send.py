@@ -34,7 +34,8 @@ def sms(body="Your order 2031 is ready.", to="+32470123456", **over):
 
 
 def conf(gateway, **over):
-    base = {"url_template": gateway.url, "message_id_path": "messages.0.id", "timeout": 2.0}
+    base = {"url_template": gateway.url, "message_id_path": "messages.0.id",
+            "timeout": 10.0}  # generous: only the hang test is about timing (it sets its own)
     base.update(over)
     return {k: v for k, v in base.items() if v is not None}
 

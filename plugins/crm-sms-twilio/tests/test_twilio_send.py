@@ -33,7 +33,7 @@ def provider():
 
 def settings(fake, **over):
     base = {"account_sid": ACCOUNT, "auth_token": TOKEN, "from_number": SENDER, "api_base_url": fake.url,
-            "timeout": 2.0}
+            "timeout": 10.0}  # generous: only the hang test is about timing (it sets its own)
     base.update(over)
     return {k: v for k, v in base.items() if v is not None}
 
